@@ -14,10 +14,12 @@ e2fsprogs
 gcc
 iproute2
 kmod
+lintian
 linux-headers-amd64
 linux-image-amd64
 make
 qemu-system-x86
+rpm
 sparse
 "
 

@@ -1,0 +1,57 @@
+# kecho / kechod — top-level build.
+#
+# Every target that needs Debian packages installs the missing ones first
+# (test/deps.sh), so on a fresh Debian 12 machine `make demo` and `make test`
+# are all the set-up there is.
+
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' | grep . || cat VERSION)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Kernel release to build the module for; default: the newest installed
+# Debian kernel that has headers.
+KVER ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | while read r; do [ -d /lib/modules/$$r/build ] && echo $$r; done | tail -n1)
+LDFLAGS := -X github.com/kecho-dev/kecho/internal/version.Version=$(VERSION) \
+	-X github.com/kecho-dev/kecho/internal/version.Commit=$(COMMIT)
+export KECHO_VERSION := $(VERSION)
+
+.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system
+
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+deps: ## Install the Debian packages the build and tests need (root).
+	@./test/deps.sh
+
+module: deps ## Build kecho.ko for $(KVER) in dkms/.
+	$(MAKE) -C dkms KVER=$(KVER)
+
+kechod: ## Build bin/kechod.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kechod ./cmd/kechod
+
+style: deps ## checkpatch.pl on the module sources.
+	$(MAKE) -C dkms style
+
+check: deps ## sparse on the module sources.
+	$(MAKE) -C dkms check KVER=$(KVER)
+
+test-unit: ## Go unit tests (no root, no VM).
+	$(GO) test -race -count=1 ./...
+
+test: deps ## Every test: unit, style, VM (real kernel in qemu), packages, booted system.
+	$(MAKE) -C dkms style
+	$(MAKE) -C dkms check KVER=$(KVER)
+	KECHO_REQUIRE_VM=1 $(GO) test -race -count=1 -p 1 -timeout 80m ./...
+
+demo: deps ## Boot a VM, load kecho, echo "hello world", show counters.
+	$(GO) run ./test/demo
+
+packages: ## Build kecho-dkms and kechod .deb/.rpm (amd64, arm64) into dist/.
+	$(GO) run ./packaging --out dist
+
+demo-system: deps packages ## Boot Debian 12 with the packages installed; show kechod status and a ping.
+	$(GO) run ./test/system/demo --dist dist
+
+clean: ## Remove build outputs.
+	-$(MAKE) -C dkms clean
+	rm -rf bin dist
