@@ -20,6 +20,7 @@ linux-image-amd64
 make
 qemu-system-x86
 rpm
+shellcheck
 sparse
 "
 

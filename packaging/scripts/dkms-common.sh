@@ -4,9 +4,10 @@
 
 KECHO_MODULE=kecho
 KECHO_VERSION='@VERSION@'
-KECHO_SRC="/usr/src/$KECHO_MODULE-$KECHO_VERSION"
 # Overridable for tests only; an installed system never sets these.
+KECHO_SRC="${KECHO_SRC_DIR:-/usr/src}/$KECHO_MODULE-$KECHO_VERSION"
 KECHO_MODULES_DIR="${KECHO_MODULES_DIR:-/lib/modules}"
+KECHO_LOG_DIR="${KECHO_LOG_DIR:-/var/log/kecho-dkms}"
 KECHO_SYSTEMD_RUNDIR="${KECHO_SYSTEMD_RUNDIR:-/run/systemd/system}"
 KECHO_DKMS_TREE="${KECHO_DKMS_TREE:-/var/lib/dkms}"
 
@@ -16,7 +17,7 @@ kecho_log() {
 
 # kecho_is_added: is kecho/<this version> known to DKMS at all?
 kecho_is_added() {
-	dkms status -m "$KECHO_MODULE" -v "$KECHO_VERSION" 2>/dev/null | grep -q "^$KECHO_MODULE[/,]"
+	dkms status -m "$KECHO_MODULE" -v "$KECHO_VERSION" 2>/dev/null | grep -q "^${KECHO_MODULE}[/,]"
 }
 
 # kecho_is_installed KERNEL: is kecho/<this version> installed for KERNEL?
@@ -84,8 +85,8 @@ kecho_build_one() {
 	fi
 	# Keep the log: the shared build directory is reused by the next kernel.
 	log="$KECHO_DKMS_TREE/$KECHO_MODULE/$KECHO_VERSION/build/make.log"
-	saved="/var/log/kecho-dkms/make-$kernel.log"
-	if [ -f "$log" ] && mkdir -p /var/log/kecho-dkms 2>/dev/null && cp "$log" "$saved" 2>/dev/null; then
+	saved="$KECHO_LOG_DIR/make-$kernel.log"
+	if [ -f "$log" ] && mkdir -p "$KECHO_LOG_DIR" 2>/dev/null && cp "$log" "$saved" 2>/dev/null; then
 		log=$saved
 	fi
 	kecho_log "$kernel: BUILD FAILED (dkms exit status $rc); build log: $log" >&2
