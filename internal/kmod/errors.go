@@ -17,17 +17,17 @@ type Kind int
 
 // Kinds of failures.
 const (
-	KindUnknown       Kind = iota
-	KindNotFound           // no module file for the running kernel
-	KindSignature          // signature rejected or missing (Secure Boot)
-	KindPortInUse          // EADDRINUSE from the module's bind
-	KindAddrNotAvail       // EADDRNOTAVAIL: bind_addr is not local
-	KindFamily             // EAFNOSUPPORT: IPv6 disabled
-	KindPermission         // EPERM: not root / no CAP_SYS_MODULE
-	KindInvalid            // EINVAL or unknown parameter
-	KindFormat             // ENOEXEC: built for another kernel
-	KindInUse              // unload refused: module in use
-	KindNoModprobe         // modprobe itself is missing
+	KindUnknown      Kind = iota
+	KindNotFound          // no module file for the running kernel
+	KindSignature         // signature rejected or missing (Secure Boot)
+	KindPortInUse         // EADDRINUSE from the module's bind
+	KindAddrNotAvail      // EADDRNOTAVAIL: bind_addr is not local
+	KindFamily            // EAFNOSUPPORT: IPv6 disabled
+	KindPermission        // EPERM: not root / no CAP_SYS_MODULE
+	KindInvalid           // EINVAL or unknown parameter
+	KindFormat            // ENOEXEC: built for another kernel
+	KindInUse             // unload refused: module in use
+	KindNoModprobe        // modprobe itself is missing
 )
 
 var kindNames = [...]string{"unknown", "not-found", "signature", "port-in-use", "addr-not-available",
