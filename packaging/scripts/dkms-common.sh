@@ -10,6 +10,8 @@ KECHO_MODULES_DIR="${KECHO_MODULES_DIR:-/lib/modules}"
 KECHO_LOG_DIR="${KECHO_LOG_DIR:-/var/log/kecho-dkms}"
 KECHO_SYSTEMD_RUNDIR="${KECHO_SYSTEMD_RUNDIR:-/run/systemd/system}"
 KECHO_DKMS_TREE="${KECHO_DKMS_TREE:-/var/lib/dkms}"
+# Set by the rpm %post of an upgrade or downgrade.
+KECHO_FORCE_INSTALL=""
 
 kecho_log() {
 	echo "kecho-dkms: $*"
@@ -71,7 +73,15 @@ kecho_build_one() {
 	fi
 	kecho_log "$kernel: building $KECHO_MODULE/$KECHO_VERSION"
 	rc=0
-	dkms install -m "$KECHO_MODULE" -v "$KECHO_VERSION" -k "$kernel" || rc=$?
+	if [ -n "${KECHO_FORCE_INSTALL:-}" ]; then
+		# rpm upgrade/downgrade: the old version's kecho.ko is still in
+		# place (its %preun runs after this %post) and DKMS' version check
+		# would keep it ("not newer than what is already found") while
+		# recording this version as installed.
+		dkms install --force -m "$KECHO_MODULE" -v "$KECHO_VERSION" -k "$kernel" || rc=$?
+	else
+		dkms install -m "$KECHO_MODULE" -v "$KECHO_VERSION" -k "$kernel" || rc=$?
+	fi
 	if [ "$rc" -eq 0 ]; then
 		kecho_log "$kernel: installed $KECHO_MODULE.ko"
 		KECHO_BUILT="$KECHO_BUILT $kernel"
@@ -134,11 +144,17 @@ kecho_build_all() {
 # kecho_remove: unregister this package's own version, from every kernel.
 # Other versions of kecho in DKMS are never touched.
 kecho_remove() {
-	if ! kecho_is_added; then
+	kecho_remove_version "$KECHO_VERSION"
+}
+
+# kecho_remove_version VERSION: unregister VERSION from every kernel.
+kecho_remove_version() {
+	ver=$1
+	if ! dkms status -m "$KECHO_MODULE" -v "$ver" 2>/dev/null | grep -q "^${KECHO_MODULE}[/,]"; then
 		return 0
 	fi
-	if ! dkms remove -m "$KECHO_MODULE" -v "$KECHO_VERSION" --all; then
-		kecho_log "warning: 'dkms remove -m $KECHO_MODULE -v $KECHO_VERSION --all' failed; check 'dkms status'" >&2
+	if ! dkms remove -m "$KECHO_MODULE" -v "$ver" --all; then
+		kecho_log "warning: 'dkms remove -m $KECHO_MODULE -v $ver --all' failed; check 'dkms status'" >&2
 	fi
 }
 

@@ -24,8 +24,8 @@ var Mirror = envOr("KECHO_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 // the kernel with its headers and initramfs, DKMS and its compiler, systemd
 // as init, and kechod's dependencies.
 var Packages = []string{
-	"ca-certificates", "dbus", "dkms", "iproute2", "kmod", "linux-headers-amd64",
-	"linux-image-amd64", "procps", "systemd", "systemd-sysv", "udev",
+	"ca-certificates", "dbus", "dkms", "initramfs-tools", "iproute2", "kmod",
+	"linux-headers-amd64", "linux-image-amd64", "procps", "systemd", "systemd-sysv", "udev",
 }
 
 // Recipe identifies how the cached root was made; a root made by another
