@@ -1,0 +1,5 @@
+package notify_test
+
+import "os"
+
+var osGetpid = os.Getpid
