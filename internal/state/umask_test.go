@@ -1,0 +1,5 @@
+package state_test
+
+import "syscall"
+
+func sysUmask(m int) int { return syscall.Umask(m) }
