@@ -509,7 +509,7 @@ func (f *field) parseNode(n *yaml.Node) (any, string) {
 	panic("unreachable")
 }
 
-func marshal(c Config) []byte {
+func marshal(c Config, sources map[string]string) []byte {
 	doc := &yaml.Node{Kind: yaml.MappingNode}
 	for _, sec := range sections {
 		m := &yaml.Node{Kind: yaml.MappingNode}
@@ -527,6 +527,9 @@ func marshal(c Config) []byte {
 			}
 			if s, ok := v.(string); ok && s == "" {
 				val.Style = yaml.DoubleQuotedStyle
+			}
+			if src, ok := sources[f.key]; ok {
+				val.LineComment = "# " + src
 			}
 			m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.leaf()}, &val)
 		}

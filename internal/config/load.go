@@ -104,4 +104,8 @@ func (c Config) Validate() error { return validate(c) }
 
 // Marshal renders c as kechod.yaml: the same keys in schema order,
 // durations with units ("5s").
-func (c Config) Marshal() []byte { return marshal(c) }
+func (c Config) Marshal() []byte { return marshal(c, nil) }
+
+// MarshalSources is Config.Marshal with a comment on every key saying
+// where its value comes from (see Sources).
+func (l *Loaded) MarshalSources() []byte { return marshal(l.Config, l.Sources) }
