@@ -168,4 +168,3 @@ func (a *app) pingDefaults() (string, int) {
 	t := l.Config.ProbeTarget()
 	return t.Addr().String(), int(t.Port())
 }
-
