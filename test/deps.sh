@@ -17,6 +17,7 @@ kmod
 lintian
 linux-headers-amd64
 linux-image-amd64
+linux-source-6.1
 make
 qemu-system-x86
 rpm

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kecho: module parameters, load and unload.
+ *
+ * Load order (each step undone in reverse by kecho_exit() and by the error
+ * path of kecho_init()):
+ *   1. counters in sysfs             kecho_stats_init / kecho_stats_exit
+ *   2. receive buffer                kvmalloc / kvfree
+ *   3. socket created and bound      kecho_socket_open / kecho_socket_close
+ *   4. workqueue                     alloc_workqueue / destroy_workqueue
+ *   5. data-ready callback installed kecho_socket_start / kecho_socket_stop
+ */
+#include "kecho.h"
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+static unsigned short port = KECHO_DEFAULT_PORT;
+static char bind_addr[KECHO_ADDR_MAX] = KECHO_DEFAULT_BIND;
+bool kecho_log_packets = KECHO_DEFAULT_LOG;
+unsigned int kecho_max_pps = KECHO_DEFAULT_MAX_PPS;
+
+static struct kecho_server kecho_srv;
+
+/*
+ * port: the stock ushort parser answers -ERANGE for 70000 and accepts 0.
+ * kecho wants -EINVAL for every bad value, and a message that says what
+ * is allowed.
+ */
+static int kecho_port_set(const char *val, const struct kernel_param *kp)
+{
+	u16 v;
+
+	if (kstrtou16(val, 0, &v) || v == 0) {
+		pr_err("port: invalid value '%s': allowed is a UDP port number, 1-65535\n",
+		       val);
+		return -EINVAL;
+	}
+	*(unsigned short *)kp->arg = v;
+	return 0;
+}
+
+static const struct kernel_param_ops kecho_port_ops = {
+	.set = kecho_port_set,
+	.get = param_get_ushort,
+};
+
+module_param_cb(port, &kecho_port_ops, &port, 0444);
+__MODULE_PARM_TYPE(port, "ushort");
+MODULE_PARM_DESC(port, "UDP port to serve, 1-65535 (default: "
+		 __stringify(KECHO_DEFAULT_PORT) ")");
+
+static int kecho_bind_addr_set(const char *val, const struct kernel_param *kp)
+{
+	struct sockaddr_storage ss;
+	size_t len = strlen(val);
+	int addrlen;
+
+	if (len >= KECHO_ADDR_MAX ||
+	    kecho_addr_parse(val, KECHO_DEFAULT_PORT, &ss, &addrlen)) {
+		pr_err("bind_addr: invalid value '%s': allowed is an IPv4 or IPv6 address literal, e.g. 0.0.0.0, 127.0.0.1, :: or ::1\n",
+		       val);
+		return -EINVAL;
+	}
+	strscpy(kp->arg, val, KECHO_ADDR_MAX);
+	return 0;
+}
+
+static int kecho_bind_addr_get(char *buffer, const struct kernel_param *kp)
+{
+	return scnprintf(buffer, PAGE_SIZE, "%s\n", (const char *)kp->arg);
+}
+
+static const struct kernel_param_ops kecho_bind_addr_ops = {
+	.set = kecho_bind_addr_set,
+	.get = kecho_bind_addr_get,
+};
+
+module_param_cb(bind_addr, &kecho_bind_addr_ops, bind_addr, 0444);
+__MODULE_PARM_TYPE(bind_addr, "string");
+MODULE_PARM_DESC(bind_addr, "IPv4 or IPv6 address to bind; :: serves IPv6 and IPv4-mapped (default: "
+		 KECHO_DEFAULT_BIND ")");
+
+module_param_named(log_packets, kecho_log_packets, bool, 0644);
+MODULE_PARM_DESC(log_packets, "Log each datagram: source, length, escaped printable prefix of at most 64 bytes; always rate-limited (default: "
+		 KECHO_DEFAULT_LOG_STR ")");
+
+module_param_named(max_pps, kecho_max_pps, uint, 0644);
+MODULE_PARM_DESC(max_pps, "Cap on echoes per second, 0 = no cap; excess is dropped and counted in drop_ratelimit (default: "
+		 __stringify(KECHO_DEFAULT_MAX_PPS) ")");
+
+static int __init kecho_init(void)
+{
+	struct kecho_server *srv = &kecho_srv;
+	struct sockaddr_storage addr;
+	int addrlen;
+	int err;
+
+	err = kecho_addr_parse(bind_addr, port, &addr, &addrlen);
+	if (err) {
+		pr_err("bind_addr: invalid value '%s'\n", bind_addr);
+		return err;
+	}
+	srv->port = port;
+
+	err = kecho_stats_init();
+	if (err)
+		goto err_out;
+
+	srv->buf = kvmalloc(KECHO_MAX_PAYLOAD, GFP_KERNEL);
+	if (!srv->buf) {
+		err = -ENOMEM;
+		goto err_stats;
+	}
+
+	err = kecho_socket_open(srv, &addr, addrlen);
+	if (err)
+		goto err_buf;
+
+	/*
+	 * A dedicated workqueue, so that unload waits for kecho's own work
+	 * only, and a flood cannot delay unrelated work on system_wq.
+	 * WQ_UNBOUND: the drain loop can run for a while under load; unbound
+	 * it runs beside the softirq that keeps filling the socket instead of
+	 * queueing behind it on the same CPU, and it never trips the per-CPU
+	 * "hogged CPU" detection. Spelling it out also keeps the same meaning
+	 * on kernels before and after the per-CPU default changed (WQ_PERCPU).
+	 * No WQ_MEM_RECLAIM: kecho is not on the memory-reclaim path, and
+	 * sending allocates memory anyway, so a rescuer thread would not
+	 * guarantee progress. max_active 1: there is a single work item.
+	 */
+	srv->wq = alloc_workqueue("kecho", WQ_UNBOUND, 1);
+	if (!srv->wq) {
+		err = -ENOMEM;
+		goto err_sock;
+	}
+	INIT_WORK(&srv->work, kecho_work);
+
+	kecho_socket_start(srv);
+
+	pr_info("serving UDP echo on %s port %u\n", bind_addr, srv->port);
+	return 0;
+
+err_sock:
+	kecho_socket_close(srv);
+err_buf:
+	kvfree(srv->buf);
+err_stats:
+	kecho_stats_exit();
+err_out:
+	return err;
+}
+
+static void __exit kecho_exit(void)
+{
+	struct kecho_server *srv = &kecho_srv;
+
+	/* No new work can be queued once the callback is gone. */
+	kecho_socket_stop(srv);
+	/* Waits for a running drain; a requeue from inside it is refused. */
+	cancel_work_sync(&srv->work);
+	destroy_workqueue(srv->wq);
+	kecho_socket_close(srv);
+	kvfree(srv->buf);
+	kecho_stats_exit();
+	pr_info("stopped\n");
+}
+
+module_init(kecho_init);
+module_exit(kecho_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("UDP echo server in the kernel");
+MODULE_VERSION(KECHO_VERSION);
