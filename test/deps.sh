@@ -10,6 +10,7 @@ busybox-static
 cpio
 debootstrap
 dkms
+dwarves
 e2fsprogs
 gcc
 iproute2
