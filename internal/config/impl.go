@@ -68,7 +68,7 @@ func load(opts Options) (*Loaded, error) {
 		if p, ok := lookup(EnvConfig); ok && p != "" {
 			main, named = p, EnvConfig
 		} else {
-			main, named = DefaultPath, ""
+			main, named = defaultPath, ""
 		}
 	}
 	var inputs []input
@@ -544,3 +544,6 @@ func marshal(c Config, sources map[string]string) []byte {
 	_ = enc.Close()
 	return b.Bytes()
 }
+
+// defaultPath is DefaultPath; tests point it elsewhere.
+var defaultPath = DefaultPath

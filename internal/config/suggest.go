@@ -6,6 +6,13 @@ import "strings"
 // none is close enough to be a plausible typo.
 func nearest(s string, candidates []string) string {
 	best, bestD := "", -1
+	ls := strings.ToLower(s)
+	for _, c := range candidates {
+		// A shortened or lengthened word ("inf", "warning").
+		if lc := strings.ToLower(c); len(ls) >= 3 && len(lc) >= 3 && (strings.HasPrefix(lc, ls) || strings.HasPrefix(ls, lc)) {
+			return c
+		}
+	}
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
 		if bestD < 0 || d < bestD {
