@@ -198,6 +198,11 @@ void kecho_work(struct work_struct *work)
 	int err;
 
 	clear_bit(KECHO_WORK_PENDING, &srv->flags);
+	/*
+	 * Make the clear visible before the first receive looks at the
+	 * queue. Pairs with the fully ordered test_and_set_bit() that
+	 * kecho_data_ready() runs after UDP enqueued the datagram.
+	 */
 	smp_mb__after_atomic();
 
 	while (budget--) {
