@@ -1,8 +1,10 @@
 package main
 
-import "github.com/kecho-dev/kecho/internal/pkgbuild"
+import (
+	"github.com/kecho-dev/kecho/internal/cli"
+	"github.com/kecho-dev/kecho/internal/pkgbuild"
+)
 
 // commandTree is kechod's command tree, from which kechod(8) and the shell
-// completions are generated. Until internal/cli exists this is a stand-in
-// shaped after DESIGN.md; then it becomes `cli.New(...)`.
-var commandTree pkgbuild.CommandFactory = pkgbuild.FallbackCommand
+// completions are generated.
+var commandTree pkgbuild.CommandFactory = cli.New

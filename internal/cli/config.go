@@ -31,6 +31,9 @@ management; a drop-in alone can be checked as if it were the main file.`,
   # Ansible: template: ... validate: "kechod config --validate --config %s"`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if validate && sources {
+				return usage(cmd, "--validate prints no configuration: drop --sources")
+			}
 			l, err := a.loadConfig()
 			if err != nil {
 				return err
@@ -54,6 +57,5 @@ management; a drop-in alone can be checked as if it were the main file.`,
 	}
 	cmd.Flags().BoolVar(&validate, "validate", false, "only validate: print \"ok: FILES\" and exit 0, or the problems and exit 78")
 	cmd.Flags().BoolVar(&sources, "sources", false, "annotate each key with where its value comes from")
-	cmd.MarkFlagsMutuallyExclusive("validate", "sources")
 	return cmd
 }
