@@ -116,6 +116,8 @@ type Kernel struct {
 	// BeforeLoad, when set, runs before each load; a non-nil error makes
 	// modprobe fail with output out.
 	BeforeLoad func(p kmod.Params) (out string, err error)
+	// Silent makes every loaded module stay mute (loads, never answers).
+	Silent bool
 
 	mu       sync.Mutex
 	conn     net.PacketConn
@@ -261,24 +263,27 @@ func (k *Kernel) serve(conn net.PacketConn, p kmod.Params) {
 			return
 		}
 		k.mu.Lock()
-		muted := k.muted
-		k.mu.Unlock()
-		if muted {
+		if k.muted || k.Silent || k.conn != conn {
+			k.mu.Unlock()
 			continue
 		}
-		if _, err := conn.WriteTo(buf[:n], from); err != nil {
-			continue
-		}
-		k.mu.Lock()
-		if k.conn == conn {
-			k.counters["rx_packets"]++
-			k.counters["rx_bytes"] += uint64(n)
-			k.counters["tx_packets"]++
-			k.counters["tx_bytes"] += uint64(n)
-			_ = writeModule(k.SysfsRoot, k.Name, p, k.counters)
-		}
+		k.counters["rx_packets"]++
+		k.counters["rx_bytes"] += uint64(n)
+		k.counters["tx_packets"]++
+		k.counters["tx_bytes"] += uint64(n)
+		_ = writeStats(k.SysfsRoot, k.Name, k.counters)
 		k.mu.Unlock()
+		conn.WriteTo(buf[:n], from)
 	}
+}
+
+func writeStats(root, name string, stats map[string]uint64) error {
+	for c, v := range stats {
+		if err := os.WriteFile(filepath.Join(root, "module", name, "stats", c), []byte(strconv.FormatUint(v, 10)+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (k *Kernel) unloadLocked() {
