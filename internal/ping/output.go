@@ -37,22 +37,15 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + " ms"
 }
 
-// RTT is min/avg/max/mdev of the round-trip times.
+// RTT is min/avg/max/mdev of the round-trip times of the intact echoes.
 func (s Stats) RTT() (minimum, avg, maximum, mdev time.Duration) {
-	if len(s.RTTs) == 0 {
+	a := s.rtt
+	if a.n == 0 {
 		return
 	}
-	minimum, maximum = s.RTTs[0], s.RTTs[0]
-	var sum, sum2 float64
-	for _, d := range s.RTTs {
-		minimum, maximum = min(minimum, d), max(maximum, d)
-		f := float64(d)
-		sum += f
-		sum2 += f * f
-	}
-	n := float64(len(s.RTTs))
-	mean := sum / n
-	return minimum, time.Duration(mean), maximum, time.Duration(math.Sqrt(math.Max(0, sum2/n-mean*mean)))
+	n := float64(a.n)
+	mean := a.sum / n
+	return a.minimum, time.Duration(mean), a.maximum, time.Duration(math.Sqrt(math.Max(0, a.sumSquares/n-mean*mean)))
 }
 
 // LossPercent is the share of datagrams sent that got no echo at all.
@@ -74,7 +67,7 @@ func (r *runner) summary() {
 		fmt.Fprintf(r.out, ", %d duplicate", st.Duplicate)
 	}
 	fmt.Fprintln(r.out)
-	if len(st.RTTs) > 0 {
+	if st.rtt.n > 0 {
 		a, b, c, d := st.RTT()
 		f := func(d time.Duration) string {
 			return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)

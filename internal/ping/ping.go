@@ -72,7 +72,26 @@ type Stats struct {
 	Lost      int // datagrams without an echo within Timeout
 	Late      int // echoes that came back after their Timeout (still Lost)
 	Duplicate int // extra echoes of a datagram already answered
-	RTTs      []time.Duration
+	rtt       rttStats
+}
+
+// rttStats aggregates round-trip times without keeping them all.
+type rttStats struct {
+	n                int
+	minimum, maximum time.Duration
+	sum, sumSquares  float64
+}
+
+func (a *rttStats) add(d time.Duration) {
+	if a.n == 0 || d < a.minimum {
+		a.minimum = d
+	}
+	if a.n == 0 || d > a.maximum {
+		a.maximum = d
+	}
+	a.n++
+	a.sum += float64(d)
+	a.sumSquares += float64(d) * float64(d)
 }
 
 // OK reports whether every datagram sent came back intact.
@@ -120,6 +139,10 @@ func (o Options) Check() error {
 	}
 	return nil
 }
+
+// window is how many recent datagrams an echo is matched against; an echo
+// of an older one counts as matching nothing sent.
+const window = 64
 
 // sent is what is known about one datagram.
 type sent struct {
@@ -173,19 +196,23 @@ type runner struct {
 	clk  Clock
 	out  io.Writer
 	st   *Stats
-	seqs []*sent // index seq-1
+	seqs map[int]*sent // the last window datagrams, by seq
+	last int           // the latest seq sent
 	buf  []byte
 }
 
 func (r *runner) loop(ctx context.Context) {
 	r.buf = make([]byte, MaxSize+1)
+	r.seqs = map[int]*sent{}
 	for seq := 1; r.opts.Count == 0 || seq <= r.opts.Count; seq++ {
 		if ctx.Err() != nil {
 			return
 		}
+		r.last = seq
 		p := Payload(r.opts.Message, r.opts.Size, seq)
 		s := &sent{payload: p, at: r.clk.Now()}
-		r.seqs = append(r.seqs, s)
+		r.seqs[seq] = s
+		delete(r.seqs, seq-window)
 		if _, err := r.conn.Write(p); err != nil {
 			fmt.Fprintf(r.out, "seq=%d: send: %v\n", seq, err)
 			s.done = true
@@ -257,16 +284,16 @@ func (r *runner) drainUntil(ctx context.Context, deadline time.Time) {
 			return
 		}
 		if err == nil {
-			r.handle(len(r.seqs), r.buf[:n], r.clk.Now())
+			r.handle(r.last, r.buf[:n], r.clk.Now())
 		}
 	}
 }
 
 // handle classifies one datagram received while seq is the latest sent.
 func (r *runner) handle(seq int, got []byte, now time.Time) {
-	cur := r.seqs[seq-1]
+	cur := r.seqs[seq]
 	// Newest first: the current datagram is the likeliest match.
-	for i := len(r.seqs) - 1; i >= 0; i-- {
+	for i := seq; i > seq-window && i >= 1; i-- {
 		s := r.seqs[i]
 		if !bytes.Equal(got, s.payload) {
 			continue
@@ -275,18 +302,18 @@ func (r *runner) handle(seq int, got []byte, now time.Time) {
 		switch {
 		case s.echoed:
 			r.st.Duplicate++
-			fmt.Fprintf(r.out, "%d bytes from %s: seq=%d duplicate\n", len(got), r.opts.Target, i+1)
+			fmt.Fprintf(r.out, "%d bytes from %s: seq=%d duplicate\n", len(got), r.opts.Target, i)
 		case s.done:
 			s.echoed = true
 			r.st.Late++
 			fmt.Fprintf(r.out, "%d bytes from %s: seq=%d late, time=%s (after the %s timeout)\n",
-				len(got), r.opts.Target, i+1, ms(rtt), r.opts.Timeout)
+				len(got), r.opts.Target, i, ms(rtt), r.opts.Timeout)
 		default:
 			s.echoed, s.done = true, true
 			r.st.Sent++
 			r.st.Received++
-			r.st.RTTs = append(r.st.RTTs, rtt)
-			fmt.Fprintf(r.out, "%d bytes from %s: seq=%d time=%s %s\n", len(got), r.opts.Target, i+1, ms(rtt), Quote(got))
+			r.st.rtt.add(rtt)
+			fmt.Fprintf(r.out, "%d bytes from %s: seq=%d time=%s %s\n", len(got), r.opts.Target, i, ms(rtt), Quote(got))
 		}
 		return
 	}

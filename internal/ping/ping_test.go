@@ -297,7 +297,10 @@ func TestConnectionRefused(t *testing.T) {
 }
 
 func TestRTTStats(t *testing.T) {
-	s := Stats{RTTs: []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}}
+	var s Stats
+	for _, d := range []time.Duration{2 * time.Millisecond, time.Millisecond, 3 * time.Millisecond} {
+		s.rtt.add(d)
+	}
 	a, b, c, d := s.RTT()
 	if a != time.Millisecond || b != 2*time.Millisecond || c != 3*time.Millisecond {
 		t.Errorf("%v %v %v", a, b, c)
@@ -446,4 +449,28 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestMatchWindow(t *testing.T) {
+	// Datagram 1's echo comes back after 69.2 s: 5 s late is still
+	// recognised, 69 datagrams later it is outside the window and matches
+	// nothing remembered.
+	for _, tc := range []struct {
+		after           time.Duration
+		late, unmatched int
+	}{
+		{5200 * time.Millisecond, 1, 0},
+		{69200 * time.Millisecond, 0, 1},
+	} {
+		f := newFakeNet(t, func(n int, p []byte) []reply {
+			if n == 1 {
+				return []reply{{after: tc.after, data: p}}
+			}
+			return []reply{{after: time.Millisecond, data: p}}
+		})
+		st, out := run(t, f, Options{Count: 70, Timeout: 500 * time.Millisecond})
+		if st.Late != tc.late || st.Unmatched != tc.unmatched || st.Received != 69 || st.Lost != 1 {
+			t.Errorf("after %v: stats %+v\n%s", tc.after, st, out)
+		}
+	}
 }
