@@ -321,7 +321,7 @@ func (r *runner) handle(seq int, got []byte, now time.Time) {
 	// being waited for.
 	if cur.done {
 		r.st.Unmatched++
-		fmt.Fprintf(r.out, "%d bytes from %s: corrupt: matches no datagram sent (after seq=%d) %s\n", len(got), r.opts.Target, seq, Quote(got))
+		fmt.Fprintf(r.out, "%d bytes from %s: corrupt: matches no recent datagram (after seq=%d) %s\n", len(got), r.opts.Target, seq, Quote(got))
 		return
 	}
 	cur.done = true

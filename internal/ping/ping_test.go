@@ -279,7 +279,7 @@ func TestDuplicateAndStray(t *testing.T) {
 	if st.Duplicate != 1 || st.Unmatched != 1 || st.Received != 2 || st.OK() {
 		t.Errorf("stats %+v\n%s", st, out)
 	}
-	if !strings.Contains(out, "seq=1 duplicate") || !strings.Contains(out, "corrupt: matches no datagram sent (after seq=1)") {
+	if !strings.Contains(out, "seq=1 duplicate") || !strings.Contains(out, "corrupt: matches no recent datagram (after seq=1)") {
 		t.Errorf("output:\n%s", out)
 	}
 }
