@@ -146,6 +146,7 @@ log:
 		"40-d.yaml":          "# only a comment\n",
 		"50-e.yml":           "module: {port: 1}\n", // not *.yaml: ignored
 		"60-f.yaml.dpkg-old": "module: {port: 2}\n",
+		".#70-g.yaml":        "module: {port: 3}\n", // an editor's lock file: hidden, ignored
 	})
 	e := env{
 		"KECHOD_HEALTH_TIMEOUT":        "2s", // no file sets it
@@ -327,6 +328,10 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"DIR/kechod.yaml:3: health.timeout: want a duration shorter than health.interval, got 2s (2s, from DIR/kechod.yaml:2)"}},
 		{name: "timeout across files", main: "health:\n  timeout: 3s\n", dropins: map[string]string{"10.yaml": "health:\n  interval: 2s\n"},
 			want: []string{"DIR/kechod.yaml:2: health.timeout: want a duration shorter than health.interval, got 3s (2s, from DIR/conf.d/10.yaml:2)"}},
+		{name: "interval below the default timeout", main: "health:\n  interval: 500ms\n",
+			want: []string{"DIR/kechod.yaml:2: health.interval: want a duration longer than health.timeout (1s, the default), got 500ms"}},
+		{name: "both from defaults and env", main: "", env: env{"KECHOD_HEALTH_INTERVAL": "1s", "KECHOD_HEALTH_TIMEOUT": "3s"},
+			want: []string{"env KECHOD_HEALTH_TIMEOUT: health.timeout: want a duration shorter than health.interval, got 3s (1s, from env KECHOD_HEALTH_INTERVAL)"}},
 		{name: "failure_threshold zero", main: "health:\n  failure_threshold: 0\n",
 			want: []string{"DIR/kechod.yaml:2: health.failure_threshold: want an integer >= 1, got 0"}},
 		{name: "payload_size too small", main: "health:\n  payload_size: 15\n",

@@ -89,7 +89,8 @@ func load(opts Options) (*Loaded, error) {
 		ps.add(dir, 0, "", "cannot read the drop-in directory: %v", unwrapPath(err))
 	}
 	for _, e := range entries { // sorted by name
-		if !strings.HasSuffix(e.Name(), ".yaml") {
+		// Hidden files are editors' lock and swap files (".#50-x.yaml").
+		if !strings.HasSuffix(e.Name(), ".yaml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
@@ -239,12 +240,14 @@ func build(inputs []input, env, flags []setting) (c Config, at map[string]origin
 		return c, at, ps, cross
 	}
 	for _, p := range crossCheck(c) {
-		o := at[p.Key]
-		p.Source, p.Line = o.source, o.line
-		if o.source == "default" {
-			p.Source, p.Line = "", 0
-		}
-		if iv := at["health.interval"]; p.Key == "health.timeout" {
+		// Blame the timeout, unless only the interval was set: then the
+		// interval is what went wrong.
+		to, iv := at["health.timeout"], at["health.interval"]
+		if to.source == "default" && iv.source != "default" {
+			p = Problem{Source: iv.source, Line: iv.line, Key: "health.interval",
+				Msg: "want a duration longer than health.timeout (" + c.Health.Timeout.String() + ", the default), got " + c.Health.Interval.String()}
+		} else {
+			p.Source, p.Line = to.source, to.line
 			p.Msg += " (" + c.Health.Interval.String() + ", from " + iv.String() + ")"
 		}
 		cross = append(cross, p)
