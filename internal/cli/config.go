@@ -17,8 +17,8 @@ the KECHOD_<SECTION>_<KEY> environment variables and the flags merged over
 the built-in defaults, with every key, durations with units. The output is
 itself a valid kechod.yaml.
 
-With --validate nothing is printed but one line on stdout,
-"ok: <files read>", and the exit status is 0. On any problem each one is
+With --validate only one line is printed, "ok: <files read>" on stdout,
+and the exit status is 0. On any problem each one is
 printed to stderr as "kechod: FILE:LINE: KEY: what is wrong and what is
 allowed" and the exit status is 78, the status with which "kechod run"
 refuses the same configuration. Use it as a validate hook of configuration

@@ -16,7 +16,7 @@ func newVersionCmd(a *app) *cobra.Command {
 		Long: `Print kechod's version (the package version, the same as the kecho module's
 MODULE_VERSION), the commit it was built from and the Go release and
 platform it was built with.`,
-		Example: "  kechod version\n  kechod 1.0.0 (commit 586d5df, go1.26.8, linux/amd64)",
+		Example: "  $ kechod version\n  kechod 1.0.0 (commit 586d5df, go1.26.8, linux/amd64)",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintf(a.stdout, "kechod %s (commit %s, %s, %s/%s)\n",
