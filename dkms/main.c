@@ -34,7 +34,7 @@ static int kecho_port_set(const char *val, const struct kernel_param *kp)
 {
 	u16 v;
 
-	if (kstrtou16(val, 0, &v) || v == 0) {
+	if (kstrtou16(val, 10, &v) || v == 0) {
 		pr_err("port: invalid value '%s': allowed is a UDP port number, 1-65535\n",
 		       val);
 		return -EINVAL;

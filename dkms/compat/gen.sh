@@ -5,8 +5,8 @@
 #
 # usage: gen.sh OUTPUT WORKDIR KERNELRELEASE PROBE.c... -- CC FLAGS...
 #
-# Each compat/NAME.c is compiled with the kernel's compiler and flags (plus
-# -Werror); OUTPUT gets "#define HAVE_NAME 1" (NAME upper-cased) when that
+# Each compat/NAME.c is compiled with the kernel's compiler and flags (as
+# Kbuild passes them); OUTPUT gets "#define HAVE_NAME 1" (NAME upper-cased) when that
 # succeeds. compat/base.c must always compile: if it does not, the flags
 # are wrong for this kernel and every other result would be meaningless,
 # so that is an error, with the compiler's output. OUTPUT is only replaced
