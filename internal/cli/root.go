@@ -178,6 +178,7 @@ Exit status: 0 success, 1 failure, 2 usage error, 78 configuration error;
 	// Service commands (run.go, check.go, status.go) are added here, one
 	// line: root.AddCommand(newRunCmd(a), newCheckCmd(a), newStatusCmd(a))
 	// ---- service commands: begin ----
+	root.AddCommand(newRunCmd(a), newCheckCmd(a), newStatusCmd(a))
 	// ---- service commands: end ----
 
 	haveService := false

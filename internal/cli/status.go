@@ -128,7 +128,7 @@ func (a *app) status() statusReport {
 	switch {
 	case errors.Is(err, state.ErrNoState):
 		rep.Daemon.Running = state.Gone.String()
-		rep.Daemon.Note = "no state file: kechod has not run since boot"
+		rep.Daemon.Note = "no state file " + state.Path(host.stateDir) + ": kechod is not running"
 	case err != nil:
 		rep.Daemon.Running = state.Gone.String()
 		rep.Daemon.Note = "cannot read the state file: " + err.Error()
