@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -254,37 +255,18 @@ func (r *runner) loop(ctx context.Context) {
 				continue
 			}
 			if err != nil {
-				// e.g. ECONNREFUSED from an ICMP port unreachable: the
-				// current datagram will get no echo.
+				// e.g. ECONNREFUSED from an ICMP port unreachable (reported
+				// once per ICMP error): the current datagram gets no echo.
+				// The loop then waits out the interval as after an echo.
 				if !s.done {
-					fmt.Fprintf(r.out, "no echo for seq=%d: %v\n", seq, err)
+					fmt.Fprintf(r.out, "no echo for seq=%d: %s\n", seq, readError(err))
 					s.done = true
 					r.st.Sent++
 					r.st.Lost++
 				}
-				if r.clk.Now().Before(nextAt) {
-					// Do not spin on a persistent error: wait out the
-					// interval.
-					_ = r.conn.SetReadDeadline(nextAt)
-					r.drainUntil(ctx, nextAt)
-				}
 				continue
 			}
 			r.handle(seq, r.buf[:n], r.clk.Now())
-		}
-	}
-}
-
-// drainUntil reads and discards errors until deadline (already set), and
-// handles any echo that arrives meanwhile.
-func (r *runner) drainUntil(ctx context.Context, deadline time.Time) {
-	for ctx.Err() == nil && r.clk.Now().Before(deadline) {
-		n, err := r.conn.Read(r.buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return
-		}
-		if err == nil {
-			r.handle(r.last, r.buf[:n], r.clk.Now())
 		}
 	}
 }
@@ -328,4 +310,12 @@ func (r *runner) handle(seq int, got []byte, now time.Time) {
 	r.st.Sent++
 	r.st.Corrupt++
 	fmt.Fprintf(r.out, "%d bytes from %s: seq=%d corrupt: %s %s\n", len(got), r.opts.Target, seq, diff(cur.payload, got), Quote(got))
+}
+
+// readError says why a read failed, shortly.
+func readError(err error) string {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return "connection refused (ICMP port unreachable: nothing serves this port)"
+	}
+	return err.Error()
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -285,10 +286,10 @@ func TestDuplicateAndStray(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	refused := errors.New("read udp 127.0.0.1:40000->127.0.0.1:5555: recvfrom: connection refused")
+	refused := &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", syscall.ECONNREFUSED)}
 	f := newFakeNet(t, func(int, []byte) []reply { return []reply{{after: 0, err: refused}} })
 	st, out := run(t, f, Options{Count: 2})
-	if st.Lost != 2 || st.OK() || !strings.Contains(out, "no echo for seq=1: read udp") {
+	if st.Lost != 2 || st.OK() || !strings.Contains(out, "no echo for seq=1: connection refused (ICMP port unreachable: nothing serves this port)\n") {
 		t.Errorf("stats %+v\n%s", st, out)
 	}
 	if el := f.clk.t.Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); el < time.Second {
@@ -472,5 +473,32 @@ func TestMatchWindow(t *testing.T) {
 		if st.Late != tc.late || st.Unmatched != tc.unmatched || st.Received != 69 || st.Lost != 1 {
 			t.Errorf("after %v: stats %+v\n%s", tc.after, st, out)
 		}
+	}
+}
+
+func TestLoopbackNothingListens(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	c, target, err := Dial(context.Background(), nil, "127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out bytes.Buffer
+	start := time.Now()
+	st, err := Run(context.Background(), c, Options{Target: target, Message: []byte("x"), Count: 2,
+		Interval: 50 * time.Millisecond, Timeout: 5 * time.Second}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent != 2 || st.Lost != 2 || st.OK() || !strings.Contains(out.String(), "no echo for seq=1: connection refused") {
+		t.Errorf("stats %+v\n%s", st, out.String())
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("waited %v: a refused datagram should not wait for its timeout", d)
 	}
 }
