@@ -15,7 +15,7 @@ LDFLAGS := -X github.com/kecho-dev/kecho/internal/version.Version=$(VERSION) \
 	-X github.com/kecho-dev/kecho/internal/version.Commit=$(COMMIT)
 export KECHO_VERSION := $(VERSION)
 
-.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system matrix
+.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system fuzz matrix
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -42,6 +42,12 @@ test: deps ## Every test: unit, style, VM (real kernel in qemu), packages, boote
 	$(MAKE) -C dkms style
 	$(MAKE) -C dkms check KVER=$(KVER)
 	KECHO_REQUIRE_VM=1 $(GO) test -race -count=1 -p 1 -timeout 80m ./...
+	$(MAKE) fuzz
+
+FUZZTIME ?= 20s
+fuzz: ## Run each fuzz target for FUZZTIME (default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/health
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
 
 matrix: deps ## Build kecho on every kernel in test/matrix/kernels.txt, boot several; print the table (MATRIX_FLAGS=-only 7.3 -no-boot).
 	$(GO) run ./test/matrix $(MATRIX_FLAGS)
