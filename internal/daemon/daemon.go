@@ -158,7 +158,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.openProber(); err != nil {
 		return d.failStart(ctx, err.Error(), err)
 	}
-	r, stop := d.firstProbe(ctx)
+	r, stop, hup := d.firstProbe(ctx)
 	if stop {
 		return d.stop(ctx)
 	}
@@ -184,6 +184,9 @@ func (d *daemon) run(ctx context.Context) error {
 	d.setState(state.Healthy, "")
 	d.n.Ready()
 	d.log.Info("ready", "module", d.cfg.Module.Name, "target", r.Target.String(), "rtt", r.RTT)
+	if hup {
+		d.reload(ctx)
+	}
 
 	for {
 		select {
@@ -239,7 +242,8 @@ func (d *daemon) openProber() error {
 
 // firstProbe probes until an echo comes back or the startup time is over.
 // stop reports a SIGTERM/SIGINT or ctx end meanwhile.
-func (d *daemon) firstProbe(ctx context.Context) (r health.Result, stop bool) {
+// A SIGHUP meanwhile is reported as hup, to be handled once ready.
+func (d *daemon) firstProbe(ctx context.Context) (r health.Result, stop, hup bool) {
 	limit := d.o.StartupTimeout
 	if limit <= 0 {
 		limit = 3 * d.cfg.Health.Timeout
@@ -249,16 +253,17 @@ func (d *daemon) firstProbe(ctx context.Context) (r health.Result, stop bool) {
 	for {
 		r = d.probe(ctx)
 		if r.OK() || !time.Now().Add(pause).Before(deadline) {
-			return r, false
+			return r, false, hup
 		}
 		d.log.Debug("first probe failed, retrying", "reason", r.Reason())
 		select {
 		case <-ctx.Done():
-			return r, true
+			return r, true, hup
 		case sig := <-d.o.Signals:
 			if sig != syscall.SIGHUP {
-				return r, true
+				return r, true, hup
 			}
+			hup = true
 		case <-time.After(pause):
 		}
 	}

@@ -135,6 +135,8 @@ var counterHelp = map[string]string{
 	"drop_bcast":     "Datagrams kecho dropped because they were sent to a broadcast or multicast address.",
 	"drop_ratelimit": "Datagrams kecho dropped because of max_pps.",
 	"tx_errors":      "Echoes kecho failed to send.",
+	"rx_errors":      "Datagrams kecho failed to receive.",
+	"drop_csum":      "Datagrams kecho dropped because of a bad UDP checksum.",
 }
 
 type moduleCollector struct{ src func() ModuleSource }
