@@ -19,8 +19,10 @@
  *   So rx_packets == drop_csum + drop_loop + drop_bcast + drop_ratelimit +
  *   tx_packets + tx_errors once the socket is drained, and tx_bytes counts
  *   the same payload bytes as the rx_bytes of the datagrams echoed.
- *   rx_errors counts socket errors reported by the receive call; those
- *   are not datagrams and are not in rx_packets.
+ *   rx_errors counts errors the receive call reported (no datagram, so
+ *   not in rx_packets), and, defensively, a datagram longer than the
+ *   buffer or that could not be copied, which UDP's 16-bit length rules
+ *   out; such a datagram would be in rx_packets and nowhere else.
  */
 #include "kecho.h"
 
