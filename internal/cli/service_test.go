@@ -241,6 +241,14 @@ func TestCheck(t *testing.T) {
 		t.Errorf("differing params: %+v", r)
 	}
 
+	// Slow: the round trip takes more than half of the timeout (250ms).
+	f.k.SetDelay(200 * time.Millisecond)
+	r = kechod(t, nil, "check", "--config", cfg)
+	if r.code != CheckWarning || !regexp.MustCompile(`^KECHO WARNING - echo from 127\.0\.0\.1:\d+ in 2\d\d\.\d\d ms; module runs with max_pps=50 \(config: 0\); round trip above half the timeout \(250ms\) \| rtt=2\d\d\.\d\dms\n$`).MatchString(r.stdout) {
+		t.Errorf("slow: %+v", r)
+	}
+	f.k.SetDelay(0)
+
 	// Other port: no echo on the configured one.
 	f.k.RemoveBehindBack()
 	other = want

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kecho-dev/kecho/internal/kmod"
 )
@@ -126,6 +127,7 @@ type Kernel struct {
 	unloads  int
 	cmds     []string
 	muted    bool
+	delay    time.Duration
 	wg       sync.WaitGroup
 }
 
@@ -192,6 +194,13 @@ func (k *Kernel) Mute() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.muted = true
+}
+
+// SetDelay holds each echo back by d.
+func (k *Kernel) SetDelay(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.delay = d
 }
 
 // Unmute lets the echo server answer again.
@@ -272,7 +281,9 @@ func (k *Kernel) serve(conn net.PacketConn, p kmod.Params) {
 		k.counters["tx_packets"]++
 		k.counters["tx_bytes"] += uint64(n)
 		_ = writeStats(k.SysfsRoot, k.Name, k.counters)
+		delay := k.delay
 		k.mu.Unlock()
+		time.Sleep(delay)
 		conn.WriteTo(buf[:n], from)
 	}
 }
