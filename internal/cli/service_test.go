@@ -61,8 +61,8 @@ func serviceConfig(t *testing.T, port int, extra string) string {
   port: %d
   bind_address: 127.0.0.1
 health:
-  interval: 300ms
-  timeout: 250ms
+  interval: 1s
+  timeout: 800ms
 %s`, port, extra))
 }
 
@@ -197,11 +197,11 @@ func TestRunPortInUseExits1(t *testing.T) {
 	if r.code != 1 || !strings.HasSuffix(r.stderr, "kechod: "+reason+"\n") {
 		t.Errorf("%+v", r)
 	}
-	msgs := n.Drain()
-	if len(msgs) == 0 || msgs[len(msgs)-1] != "STATUS=failed · "+reason {
-		t.Errorf("notifications %q", msgs)
+	last, msgs := n.WaitFor(t, `^STATUS=failed · `, 5*time.Second)
+	if last != "STATUS=failed · "+reason {
+		t.Errorf("status %q", last)
 	}
-	for _, m := range msgs {
+	for _, m := range append(msgs, n.Drain()...) {
 		if m == "READY=1" {
 			t.Error("READY sent for a failed start")
 		}
@@ -241,10 +241,10 @@ func TestCheck(t *testing.T) {
 		t.Errorf("differing params: %+v", r)
 	}
 
-	// Slow: the round trip takes more than half of the timeout (250ms).
-	f.k.SetDelay(200 * time.Millisecond)
+	// Slow: the round trip takes more than half of the timeout (800ms).
+	f.k.SetDelay(500 * time.Millisecond)
 	r = kechod(t, nil, "check", "--config", cfg)
-	if r.code != CheckWarning || !regexp.MustCompile(`^KECHO WARNING - echo from 127\.0\.0\.1:\d+ in 2\d\d\.\d\d ms; module runs with max_pps=50 \(config: 0\); round trip above half the timeout \(250ms\) \| rtt=2\d\d\.\d\dms\n$`).MatchString(r.stdout) {
+	if r.code != CheckWarning || !regexp.MustCompile(`^KECHO WARNING - echo from 127\.0\.0\.1:\d+ in [5-7]\d\d\.\d\d ms; module runs with max_pps=50 \(config: 0\); round trip above half the timeout \(800ms\) \| rtt=[5-7]\d\d\.\d\dms\n$`).MatchString(r.stdout) {
 		t.Errorf("slow: %+v", r)
 	}
 	f.k.SetDelay(0)
@@ -264,7 +264,7 @@ func TestCheck(t *testing.T) {
 	f.loadFake(t, want)
 	f.k.Mute()
 	r = kechod(t, nil, "check", "--config", cfg)
-	if r.code != CheckCritical || r.stdout != fmt.Sprintf("KECHO CRITICAL - no echo from 127.0.0.1:%d within 250ms\n", port) {
+	if r.code != CheckCritical || r.stdout != fmt.Sprintf("KECHO CRITICAL - no echo from 127.0.0.1:%d within 800ms\n", port) {
 		t.Errorf("mute: %+v", r)
 	}
 

@@ -102,7 +102,7 @@ func testConfig(t *testing.T) config.Config {
 	c := config.Defaults()
 	c.Module.Port = freePort(t)
 	c.Module.BindAddress = "127.0.0.1"
-	c.Health.Timeout = 100 * time.Millisecond
+	c.Health.Timeout = 500 * time.Millisecond
 	c.Health.Interval = 5 * time.Second
 	return c
 }

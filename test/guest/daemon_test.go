@@ -350,12 +350,12 @@ func TestDaemonPortTaken(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit status %d, want 1", code)
 	}
-	msgs := k.n.Drain()
 	want := "STATUS=failed · UDP port 5555 is in use by another program: `ss -ulpn sport = :5555`"
-	if len(msgs) == 0 || msgs[len(msgs)-1] != want {
-		t.Errorf("notifications %q, want the last to be %q", msgs, want)
+	last, msgs := k.waitFor(`^STATUS=failed · `, 10*time.Second)
+	if last != want {
+		t.Errorf("status %q, want %q", last, want)
 	}
-	for _, m := range msgs {
+	for _, m := range append(msgs, k.n.Drain()...) {
 		if m == "READY=1" {
 			t.Error("READY=1 sent")
 		}
