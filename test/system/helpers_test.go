@@ -69,16 +69,14 @@ func requireTools(t *testing.T, how string, tools ...string) {
 	}
 }
 
-// dkmsTree is the DKMS source tree to package: the real dkms/ once it has a
-// dkms.conf, else the test stand-in (which builds a module that loads but
-// serves nothing).
+// dkmsTree is the DKMS source tree to package: the real dkms/. (The stub
+// in testdata/dkms-stub only serves the failing-build test.)
 func dkmsTree(t testing.TB) string {
 	root := repoRoot(t)
-	if _, err := os.Stat(filepath.Join(root, "dkms", "dkms.conf")); err == nil {
-		return filepath.Join(root, "dkms")
+	if _, err := os.Stat(filepath.Join(root, "dkms", "dkms.conf")); err != nil {
+		t.Fatalf("the module's DKMS tree: %v", err)
 	}
-	t.Logf("dkms/dkms.conf does not exist yet: packaging the test stand-in testdata/dkms-stub")
-	return filepath.Join(root, "test", "system", "testdata", "dkms-stub")
+	return filepath.Join(root, "dkms")
 }
 
 // daemonReady reports whether kechod is implemented (internal/cli exists);

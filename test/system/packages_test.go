@@ -234,7 +234,7 @@ func TestDebDKMS(t *testing.T) {
 	if !strings.Contains(postinst, "KECHO_VERSION='"+v+"'") || !strings.Contains(prerm, "KECHO_VERSION='"+v+"'") {
 		t.Error("maintainer scripts do not carry the package version")
 	}
-	if !strings.Contains(prerm, `dkms remove -m "$KECHO_MODULE" -v "$KECHO_VERSION" --all`) {
+	if !strings.Contains(prerm, `kecho_remove_version "$KECHO_VERSION"`) || !strings.Contains(prerm, `dkms remove -m "$KECHO_MODULE" -v "$ver" --all`) {
 		t.Error("prerm does not remove exactly its own version")
 	}
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* Test stand-in for kecho: loads, has the parameters, serves nothing. */
+/* Minimal module for the failing-build test of the DKMS packaging. */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 
@@ -19,5 +19,5 @@ static void __exit kecho_stub_exit(void)
 module_init(kecho_stub_init);
 module_exit(kecho_stub_exit);
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("kecho test stand-in");
+MODULE_DESCRIPTION("kecho packaging test module");
 MODULE_VERSION(KECHO_VERSION);
