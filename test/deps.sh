@@ -20,10 +20,12 @@ linux-headers-amd64
 linux-image-amd64
 linux-source-6.1
 make
+procps
 qemu-system-x86
 rpm
 shellcheck
 sparse
+systemd
 "
 
 missing=""
