@@ -144,8 +144,12 @@ static const enum kecho_counter kecho_drop_counter[] = {
 	[KECHO_DROP_RATELIMIT] = KECHO_DROP_RATELIMIT_CNT,
 };
 
-/* kecho_handle - one datagram; the skb's UDP header is already pulled. */
-static void kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
+/*
+ * kecho_handle - one datagram; the skb's UDP header is already pulled.
+ * Returns false for a datagram that is broken rather than merely not
+ * answered, so that the caller frees it as a drop.
+ */
+static bool kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 {
 	unsigned int len = skb->len;
 	enum kecho_verdict verdict;
@@ -160,12 +164,12 @@ static void kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 	 */
 	if (!skb_csum_unnecessary(skb) && __skb_checksum_complete(skb)) {
 		kecho_stat_inc(KECHO_DROP_CSUM_CNT);
-		return;
+		return false;
 	}
 	if (unlikely(len > KECHO_MAX_PAYLOAD ||
 		     skb_copy_bits(skb, 0, srv->buf, len))) {
 		kecho_stat_inc(KECHO_RX_ERRORS);
-		return;
+		return false;
 	}
 
 	kecho_peer_from_skb(srv, skb, &peer);
@@ -178,9 +182,10 @@ static void kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 
 	if (verdict != KECHO_PASS) {
 		kecho_stat_inc(kecho_drop_counter[verdict]);
-		return;
+		return true;
 	}
 	kecho_send(srv, &peer, len);
+	return true;
 }
 
 /*
@@ -215,8 +220,16 @@ void kecho_work(struct work_struct *work)
 			kecho_stat_inc(KECHO_RX_ERRORS);
 			continue;
 		}
-		kecho_handle(srv, skb);
-		skb_consume_udp(sk, skb, skb->len);
+		/*
+		 * UDP released the receive memory when the skb was dequeued
+		 * and set no destructor, so the generic free is all there is
+		 * to do (skb_consume_udp() is not exported to modules on
+		 * kernels built with CONFIG_IPV6=y since 6.15).
+		 */
+		if (kecho_handle(srv, skb))
+			consume_skb(skb);
+		else
+			kfree_skb(skb);
 		cond_resched();
 	}
 
