@@ -15,7 +15,7 @@ LDFLAGS := -X github.com/kecho-dev/kecho/internal/version.Version=$(VERSION) \
 	-X github.com/kecho-dev/kecho/internal/version.Commit=$(COMMIT)
 export KECHO_VERSION := $(VERSION)
 
-.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system fuzz matrix
+.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system fuzz matrix bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -54,6 +54,9 @@ matrix: deps ## Build kecho on every kernel in test/matrix/kernels.txt, boot sev
 
 demo: deps ## Boot a VM, load kecho, echo "hello world", show counters.
 	$(GO) run ./test/demo
+
+bench: deps ## Benchmark kecho against Go and C echo servers in one VM; table + chart (BENCH_FLAGS=-short, -variants all).
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 packages: ## Build kecho-dkms and kechod .deb/.rpm (amd64, arm64) into dist/.
 	$(GO) run ./packaging --out dist

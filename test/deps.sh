@@ -15,6 +15,7 @@ e2fsprogs
 gcc
 iproute2
 kmod
+libc6-dev
 lintian
 linux-headers-amd64
 linux-image-amd64

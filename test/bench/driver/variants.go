@@ -1,0 +1,155 @@
+package driver
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Edit replaces Old, which must occur exactly once in File, with New.
+type Edit struct {
+	File, Old, New string
+}
+
+// Variant is a build of kecho from a patched copy of dkms/ (or the
+// baseline build with other parameters).
+type Variant struct {
+	Name   string
+	Desc   string
+	Edits  []Edit
+	Params string // module parameters for insmod
+}
+
+// Variants are the design choices measured by `-variants`. Each one
+// changes one thing against the baseline (dkms/ as committed).
+var Variants = []Variant{
+	{Name: "baseline", Desc: "dkms/ as committed (WQ_UNBOUND, budget 64, copy to buffer, log_packets=Y)"},
+	{Name: "log-off", Desc: "log_packets=0 (parameter, same build)", Params: "log_packets=0"},
+	{Name: "wq-percpu", Desc: "per-CPU workqueue (flags 0): work runs on the CPU that queued it",
+		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", 0, 1)`}}},
+	{Name: "wq-highpri", Desc: "WQ_UNBOUND | WQ_HIGHPRI (nice -20 workers)",
+		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", WQ_UNBOUND | WQ_HIGHPRI, 1)`}}},
+	{Name: "wq-percpu-highpri", Desc: "per-CPU WQ_HIGHPRI",
+		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", WQ_HIGHPRI, 1)`}}},
+	{Name: "budget-16", Desc: "drain budget 16 datagrams per work run",
+		Edits: []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t16"}}},
+	{Name: "budget-1024", Desc: "drain budget 1024 datagrams per work run",
+		Edits: []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t1024"}}},
+	{Name: "no-resched", Desc: "no cond_resched() per datagram (only the requeue per budget)",
+		Edits: []Edit{{"echo.c", "\t\tcond_resched();\n\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING", "\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING"}}},
+	{Name: "echo-from-skb", Desc: "send from the received skb's linear data, no copy into kecho's buffer", Edits: echoFromSkb},
+	{Name: "no-pktinfo", Desc: "no IP_PKTINFO source address on replies (upper bound of its cost; wrong for multi-homed hosts)",
+		Edits: []Edit{{"echo.c", "\tif (srv->wildcard)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);", "\tif (srv->wildcard && 0)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);"}}},
+	{Name: "no-bcast-lookup", Desc: "no inet_addr_type() FIB lookup per IPv4 datagram (upper bound of its cost)",
+		Edits: []Edit{{"filter.c", "\treturn inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;", "\treturn false && inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;"}}},
+}
+
+// echoFromSkb answers from the received skb when its payload is linear,
+// and copies into kecho's buffer only when it is not.
+var echoFromSkb = []Edit{
+	{"echo.c", "static void kecho_send(struct kecho_server *srv, const struct kecho_peer *peer,\n\t\t       unsigned int len)\n{\n\tstruct kvec iov = { .iov_base = srv->buf, .iov_len = len };",
+		"static void kecho_send(struct kecho_server *srv, const struct kecho_peer *peer,\n\t\t       const u8 *data, unsigned int len)\n{\n\tstruct kvec iov = { .iov_base = (void *)data, .iov_len = len };"},
+	{"echo.c", "\tstruct kecho_peer peer;\n\n\tkecho_stat_inc(KECHO_RX_PACKETS);",
+		"\tstruct kecho_peer peer;\n\tconst u8 *data = srv->buf;\n\n\tkecho_stat_inc(KECHO_RX_PACKETS);"},
+	{"echo.c", "\tif (unlikely(len > KECHO_MAX_PAYLOAD ||\n\t\t     skb_copy_bits(skb, 0, srv->buf, len))) {",
+		"\tif (len <= KECHO_MAX_PAYLOAD && skb_headlen(skb) >= len)\n\t\tdata = skb->data;\n\telse if (unlikely(len > KECHO_MAX_PAYLOAD ||\n\t\t     skb_copy_bits(skb, 0, srv->buf, len))) {"},
+	{"echo.c", "\tkecho_log_packet(&peer, srv->buf, len, verdict);", "\tkecho_log_packet(&peer, data, len, verdict);"},
+	{"echo.c", "\tkecho_send(srv, &peer, len);", "\tkecho_send(srv, &peer, data, len);"},
+}
+
+// VariantsByName selects variants: "all", or a comma-separated list of
+// names (baseline is always measured first, as the reference).
+func VariantsByName(spec string) ([]Variant, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	if spec == "all" {
+		return Variants, nil
+	}
+	out := []Variant{Variants[0]}
+	for _, n := range strings.Split(spec, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" || n == "baseline" {
+			continue
+		}
+		found := false
+		for _, v := range Variants {
+			if v.Name == n {
+				out = append(out, v)
+				found = true
+			}
+		}
+		if !found {
+			names := make([]string, len(Variants))
+			for i, v := range Variants {
+				names[i] = v.Name
+			}
+			return nil, fmt.Errorf("unknown variant %q (known: %s)", n, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
+}
+
+// PrepareSource copies src (the module tree, never modified) to dst,
+// leaving out build outputs, and applies the variant's edits to the copy.
+// An edit whose text is not found exactly once is an error: the variant
+// no longer matches dkms/.
+func PrepareSource(src, dst string, v Variant) error {
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		t := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if p != src && (d.Name() == ".compat" || d.Name() == ".tmp_versions") {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(t, 0o755)
+		}
+		if !d.Type().IsRegular() || isBuildOutput(d.Name()) {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(t, b, info.Mode().Perm())
+	})
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	for _, e := range v.Edits {
+		p := filepath.Join(dst, e.File)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("variant %s: %w", v.Name, err)
+		}
+		if n := strings.Count(string(b), e.Old); n != 1 {
+			return fmt.Errorf("variant %s: %s has %d copies of %q (want 1): dkms/ changed, update test/bench/driver/variants.go", v.Name, e.File, n, e.Old)
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(string(b), e.Old, e.New, 1)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isBuildOutput(name string) bool {
+	switch name {
+	case "Module.symvers", "modules.order", "compat_gen.h":
+		return true
+	}
+	for _, s := range []string{".o", ".ko", ".mod", ".mod.c", ".cmd", ".a"} {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return strings.HasPrefix(name, "compat_gen.h.tmp")
+}
