@@ -92,7 +92,7 @@ func Version(root string) string {
 }
 
 // Tools are the host programs a matrix run needs.
-var Tools = []string{"apt-get", "apt-cache", "debootstrap", "dpkg-deb", "dpkg-query", "unshare", "chroot", "mount", "modinfo", "make", "cp", "nice"}
+var Tools = []string{"apt-get", "apt-cache", "debootstrap", "dpkg-deb", "dpkg-query", "unshare", "chroot", "mount", "modinfo", "depmod", "make", "cp", "nice"}
 
 // MissingTools names the Tools (and root) the host lacks, or "".
 func MissingTools(extra ...string) string {

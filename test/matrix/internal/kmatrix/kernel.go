@@ -209,7 +209,32 @@ func Fetch(ctx context.Context, a *Apt, r Runner, k *Kernel, debs, kernels strin
 			return nil, nil, err
 		}
 	}
+	if image {
+		if err := depmod(ctx, r, t); err != nil {
+			return nil, nil, err
+		}
+	}
 	return t, files, nil
+}
+
+// depmod writes modules.dep & co. into the tree's modules directory: the
+// image package leaves that to its postinst. depmod -b looks in
+// <root>/lib/modules, so a merged-/usr tree gets a lib -> usr/lib link.
+func depmod(ctx context.Context, r Runner, t *Tree) error {
+	md := t.ModulesDir()
+	if _, err := os.Stat(filepath.Join(md, "modules.dep")); err == nil {
+		return nil
+	}
+	lib := filepath.Join(t.Root, "lib")
+	if _, err := os.Lstat(lib); os.IsNotExist(err) {
+		if err := os.Symlink("usr/lib", lib); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Run(ctx, Cmd{Name: "depmod", Args: []string{"-b", t.Root, t.K.Release}}); err != nil {
+		return fmt.Errorf("depmod for %s: %w", t.K.Release, err)
+	}
+	return nil
 }
 
 // CompilerText is the kernel's CONFIG_CC_VERSION_TEXT: the compiler it was
