@@ -67,8 +67,8 @@ func newPingCmd(a *app) *cobra.Command {
 machine, and print each echo with its round-trip time, then a summary.
 
 HOST is an IPv4 or IPv6 literal or a name; the default is the health probe
-target of the configuration (health.address, else the loopback address of
-module.bind_address's family: 127.0.0.1). The port is -p, by default
+target of the configuration (health.address, else module.bind_address, or for a
+wildcard bind the loopback address of its family: 127.0.0.1). The port is -p, by default
 module.port of the configuration (5555).
 
 MESSAGE (default "hello world"; several words are joined by spaces) is the

@@ -26,8 +26,8 @@ parameters (port, bind_addr, log_packets, max_pps). A module that is
 already loaded with the same parameters is used as it is; one loaded with
 other parameters is reloaded, since the configuration is the source of
 truth. kechod then sends a health probe, a datagram of
-health.payload_size random bytes, to health.address (default: the loopback
-address of module.bind_address's family) at module.port, and only when the
+health.payload_size random bytes, to health.address (default: module.bind_address,
+or the loopback address of its family for a wildcard bind) at module.port, and only when the
 byte-identical echo came back does it tell systemd READY=1. If the module
 cannot be loaded (the reason and a hint are logged and sent as STATUS=) or
 no echo comes back within three probe timeouts, kechod exits 1 without

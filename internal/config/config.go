@@ -96,8 +96,8 @@ type Health struct {
 	// FailureThreshold is the number of consecutive failed probes before
 	// the state becomes unhealthy, >= 1.
 	FailureThreshold int `mapstructure:"failure_threshold"`
-	// Address is the probe target, an IP literal; empty = the loopback
-	// address of module.bind_address's family (see ProbeTarget).
+	// Address is the probe target, an IP literal; empty = module.bind_address,
+	// or the loopback address of its family for a wildcard bind (see ProbeTarget).
 	Address string `mapstructure:"address"`
 	// PayloadSize is the probe datagram size in bytes,
 	// MinPayloadSize-MaxPayloadSize.
@@ -141,16 +141,21 @@ func Defaults() Config {
 	}
 }
 
-// ProbeTarget is where health probes go: health.address, or the loopback
-// address of module.bind_address's family when that is empty, at
-// module.port. It assumes a validated Config.
+// ProbeTarget is where health probes go, at module.port: health.address
+// when set; else module.bind_address itself when the module is bound to one
+// address (loopback would not reach it); else, for a wildcard bind, the
+// loopback address of its family. It assumes a validated Config.
 func (c Config) ProbeTarget() netip.AddrPort {
 	var a netip.Addr
-	if c.Health.Address != "" {
+	b, err := netip.ParseAddr(c.Module.BindAddress)
+	switch {
+	case c.Health.Address != "":
 		a, _ = netip.ParseAddr(c.Health.Address)
-	} else if b, err := netip.ParseAddr(c.Module.BindAddress); err == nil && b.Is6() && !b.Is4In6() {
+	case err == nil && !b.IsUnspecified():
+		a = b.Unmap()
+	case err == nil && b.Is6():
 		a = netip.IPv6Loopback()
-	} else {
+	default:
 		a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	return netip.AddrPortFrom(a, uint16(c.Module.Port))

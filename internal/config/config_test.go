@@ -349,7 +349,7 @@ func TestBadConfigs(t *testing.T) {
 		{name: "bind_address empty", main: "module:\n  bind_address: \"\"\n",
 			want: []string{`DIR/kechod.yaml:2: module.bind_address: want an IPv4 or IPv6 address literal such as 0.0.0.0 or ::, got ""`}},
 		{name: "health.address a name", main: "health:\n  address: kecho.example\n",
-			want: []string{`DIR/kechod.yaml:2: health.address: want an IP address literal, or "" for the loopback address of module.bind_address's family, got "kecho.example"`}},
+			want: []string{`DIR/kechod.yaml:2: health.address: want an IP address literal, or "" for module.bind_address (loopback of its family for a wildcard), got "kecho.example"`}},
 		{name: "metrics.listen without port", main: "metrics:\n  listen: 127.0.0.1\n",
 			want: []string{`DIR/kechod.yaml:2: metrics.listen: want host:port such as 127.0.0.1:9555, or "" for off, got "127.0.0.1"`}},
 		{name: "metrics.listen port 0", main: "metrics:\n  listen: 127.0.0.1:0\n",
@@ -526,8 +526,16 @@ func TestProbeTarget(t *testing.T) {
 		t.Errorf("%s", got)
 	}
 	c.Module.BindAddress = "::ffff:10.0.0.1"
-	if got := c.ProbeTargetString(); got != "127.0.0.1:7777" {
-		t.Errorf("%s", got)
+	if got := c.ProbeTargetString(); got != "10.0.0.1:7777" {
+		t.Errorf("v4-mapped bind: %s", got)
+	}
+	c.Module.BindAddress = "2001:db8::5"
+	if got := c.ProbeTargetString(); got != "[2001:db8::5]:7777" {
+		t.Errorf("IPv6 bind: %s", got)
+	}
+	c.Module.BindAddress = "127.0.0.2"
+	if got := c.ProbeTargetString(); got != "127.0.0.2:7777" {
+		t.Errorf("loopback alias bind: %s", got)
 	}
 	c.Health.Address = "192.0.2.1"
 	if got := c.ProbeTargetString(); got != "192.0.2.1:7777" {

@@ -92,7 +92,7 @@ var schema = []*field{
 		check: positive, get: func(c *Config) any { return c.Health.Timeout }},
 	{key: "health.failure_threshold", kind: kInt, want: "an integer >= 1", min: 1, max: math.MaxInt32,
 		get: func(c *Config) any { return c.Health.FailureThreshold }},
-	{key: "health.address", kind: kString, want: `an IP address literal, or "" for the loopback address of module.bind_address's family`,
+	{key: "health.address", kind: kString, want: `an IP address literal, or "" for module.bind_address (loopback of its family for a wildcard)`,
 		check: func(v any) string {
 			if s := v.(string); s != "" {
 				if _, err := netip.ParseAddr(s); err != nil {

@@ -14,4 +14,3 @@ import (
 	_ "github.com/spf13/viper"
 	_ "golang.org/x/sys/unix"
 )
-
