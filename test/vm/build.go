@@ -122,7 +122,7 @@ func BuildModule(ctx context.Context, r Runner, k Kernel, src, version, workDir 
 		return "", fmt.Errorf("copy module source: %w", err)
 	}
 	env := []string{"KECHO_VERSION=" + version}
-	jobs := fmt.Sprintf("-j%d", min(runtime.NumCPU(), 2))
+	jobs := fmt.Sprintf("-j%d", min(numCPU(), 2))
 	var c Cmd
 	if isFile(filepath.Join(dst, "Makefile")) {
 		c = Cmd{Dir: dst, Env: env, Name: "make", Args: []string{jobs, "-C", dst, "KDIR=" + k.Headers, "KVER=" + k.Release}}
@@ -355,3 +355,5 @@ func CachedBuildModule(ctx context.Context, r Runner, k Kernel, src, version, wo
 	}
 	return ko, false, nil
 }
+
+func numCPU() int { return runtime.NumCPU() }

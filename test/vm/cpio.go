@@ -74,9 +74,26 @@ func (a *Archive) put(p string, e *archiveEntry) error {
 	return nil
 }
 
-// Dir adds a directory with the given permission bits.
+// Dir adds a directory with the given permission bits (0o1777 or
+// os.ModeSticky|0o777 for a sticky /tmp).
 func (a *Archive) Dir(p string, perm os.FileMode) error {
-	return a.put(p, &archiveEntry{mode: modeDir | uint32(perm.Perm())})
+	return a.put(p, &archiveEntry{mode: modeDir | permBits(perm)})
+}
+
+// permBits maps permissions, given either as plain octal (0o1777) or
+// with os.Mode* flags, to the stat(2) bits.
+func permBits(perm os.FileMode) uint32 {
+	bits := uint32(perm) & 0o7777
+	if perm&os.ModeSticky != 0 {
+		bits |= 0o1000
+	}
+	if perm&os.ModeSetgid != 0 {
+		bits |= 0o2000
+	}
+	if perm&os.ModeSetuid != 0 {
+		bits |= 0o4000
+	}
+	return bits
 }
 
 // Bytes adds a regular file with the given contents.
@@ -84,7 +101,7 @@ func (a *Archive) Bytes(p string, data []byte, perm os.FileMode) error {
 	if data == nil {
 		data = []byte{}
 	}
-	return a.put(p, &archiveEntry{mode: modeRegular | uint32(perm.Perm()), data: data})
+	return a.put(p, &archiveEntry{mode: modeRegular | permBits(perm), data: data})
 }
 
 // File adds the host file hostPath (following symlinks) at guest path p,
@@ -98,7 +115,7 @@ func (a *Archive) File(p, hostPath string) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("initramfs: %s is not a regular file", hostPath)
 	}
-	return a.put(p, &archiveEntry{mode: modeRegular | uint32(st.Mode().Perm()), hostPath: hostPath})
+	return a.put(p, &archiveEntry{mode: modeRegular | permBits(st.Mode()), hostPath: hostPath})
 }
 
 // Symlink adds a symbolic link at p pointing to target.
@@ -108,7 +125,7 @@ func (a *Archive) Symlink(p, target string) error {
 
 // CharDev adds a character device node.
 func (a *Archive) CharDev(p string, perm os.FileMode, major, minor uint32) error {
-	return a.put(p, &archiveEntry{mode: modeCharDev | uint32(perm.Perm()), rdevMaj: major, rdevMin: minor})
+	return a.put(p, &archiveEntry{mode: modeCharDev | permBits(perm), rdevMaj: major, rdevMin: minor})
 }
 
 // Has reports whether p is in the archive.
