@@ -46,8 +46,8 @@ func ShortOptions() Options {
 
 // DefaultOptions is what `make bench` measures.
 func DefaultOptions() Options {
-	return Options{Duration: 5 * time.Second, RTTDuration: 5 * time.Second, Rounds: 3, Flows: 4, Window: 32,
-		Footprint: time.Minute, VRounds: 2, Servers: "kecho,cecho,goecho,sink"}
+	return Options{Duration: 3 * time.Second, RTTDuration: 3 * time.Second, Rounds: 5, Flows: 4, Window: 32,
+		Footprint: time.Minute, VRounds: 4, Servers: "kecho,cecho,goecho,sink"}
 }
 
 // Main is `go run ./test/bench`.

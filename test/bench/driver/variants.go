@@ -28,7 +28,7 @@ var Variants = []Variant{
 	{Name: "baseline", Desc: "dkms/ as committed (WQ_UNBOUND, budget 64, copy to buffer, log_packets=Y)"},
 	{Name: "log-off", Desc: "log_packets=0 (parameter, same build)", Params: "log_packets=0"},
 	{Name: "wq-percpu", Desc: "per-CPU workqueue (flags 0): work runs on the CPU that queued it",
-		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", 0, 1)`}}},
+		Edits: percpuEdits},
 	{Name: "wq-highpri", Desc: "WQ_UNBOUND | WQ_HIGHPRI (nice -20 workers)",
 		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", WQ_UNBOUND | WQ_HIGHPRI, 1)`}}},
 	{Name: "wq-percpu-highpri", Desc: "per-CPU WQ_HIGHPRI",
@@ -36,14 +36,32 @@ var Variants = []Variant{
 	{Name: "budget-16", Desc: "drain budget 16 datagrams per work run",
 		Edits: []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t16"}}},
 	{Name: "budget-1024", Desc: "drain budget 1024 datagrams per work run",
-		Edits: []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t1024"}}},
+		Edits: budget1024Edits},
 	{Name: "no-resched", Desc: "no cond_resched() per datagram (only the requeue per budget)",
-		Edits: []Edit{{"echo.c", "\t\tcond_resched();\n\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING", "\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING"}}},
+		Edits: noReschedEdits},
 	{Name: "echo-from-skb", Desc: "send from the received skb's linear data, no copy into kecho's buffer", Edits: echoFromSkb},
 	{Name: "no-pktinfo", Desc: "no IP_PKTINFO source address on replies (upper bound of its cost; wrong for multi-homed hosts)",
 		Edits: []Edit{{"echo.c", "\tif (srv->wildcard)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);", "\tif (srv->wildcard && 0)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);"}}},
+	{Name: "combo-unbound", Desc: "echo-from-skb + budget-1024 + no-resched, WQ_UNBOUND kept", Edits: combo(false)},
+	{Name: "combo-percpu", Desc: "echo-from-skb + budget-1024 + no-resched on a per-CPU workqueue", Edits: combo(true)},
 	{Name: "no-bcast-lookup", Desc: "no inet_addr_type() FIB lookup per IPv4 datagram (upper bound of its cost)",
 		Edits: []Edit{{"filter.c", "\treturn inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;", "\treturn false && inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;"}}},
+}
+
+// The edits of the variants that are also combined.
+var (
+	percpuEdits     = []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", 0, 1)`}}
+	budget1024Edits = []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t1024"}}
+	noReschedEdits  = []Edit{{"echo.c", "\t\tcond_resched();\n\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING", "\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING"}}
+)
+
+// combo joins the edits of the variants that won on their own.
+func combo(percpu bool) []Edit {
+	e := append(append(append([]Edit{}, echoFromSkb...), budget1024Edits...), noReschedEdits...)
+	if percpu {
+		e = append(e, percpuEdits...)
+	}
+	return e
 }
 
 // echoFromSkb answers from the received skb when its payload is linear,

@@ -101,6 +101,8 @@ type Summary struct {
 	Server, Workload string
 	Rounds           int
 	Rate             float64 // echoes/s
+	RateMin, RateMax float64 // over the rounds
+	P99Min, P99Max   float64 // µs, over the rounds
 	BytesPerSec      float64
 	Loss             float64 // 0-1
 	CPUPerEcho       float64 // µs
@@ -123,6 +125,18 @@ func median(xs []float64) float64 {
 		return xs[n/2]
 	}
 	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func minMax(xs []float64) (lo, hi float64) {
+	for i, x := range xs {
+		if i == 0 || x < lo {
+			lo = x
+		}
+		if i == 0 || x > hi {
+			hi = x
+		}
+	}
+	return lo, hi
 }
 
 // Summarize groups runs by server and workload and takes the median of
@@ -165,6 +179,8 @@ func Summarize(runs []Run) map[[2]string]*Summary {
 	}
 	for k, s := range out {
 		a := accs[k]
+		s.RateMin, s.RateMax = minMax(a.rate)
+		s.P99Min, s.P99Max = minMax(a.p99)
 		s.Rate, s.BytesPerSec, s.Loss = median(a.rate), median(a.bps), median(a.loss)
 		s.CPUPerEcho, s.CPUBusy, s.GenShare = median(a.cpu), median(a.busy), median(a.gen)
 		s.SendRate = median(a.send)

@@ -133,7 +133,7 @@ func Markdown(res *Results) string {
 	w("## Servers side by side\n\n")
 	w("| server | RTT p50 µs | p99 µs | p99.9 µs | 64 B echoes/s | 64 B MB/s | 64 B loss | 64 B CPU µs/echo | 1400 B echoes/s | 1400 B MB/s | 1400 B loss | 1400 B CPU µs/echo |\n")
 	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, s := range Servers {
+	for _, s := range measured(sum) {
 		r, a, c := get(sum, s, RTT64), get(sum, s, Sat64), get(sum, s, Sat1400)
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", ServerLabel[s],
 			us(r.P50), us(r.P99), us(r.P999),
@@ -147,7 +147,10 @@ func Markdown(res *Results) string {
 	w("| peer | 64 B echoes/s | 1400 B echoes/s | RTT p50 | RTT p99 | RTT p99.9 | CPU/echo 64 B | CPU/echo 1400 B |\n")
 	w("|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	kr, k64, k1400 := get(sum, Kecho, RTT64), get(sum, Kecho, Sat64), get(sum, Kecho, Sat1400)
-	for _, s := range []string{CEcho, GoEcho, Sink} {
+	for _, s := range measured(sum) {
+		if s == Kecho {
+			continue
+		}
 		r, a, c := get(sum, s, RTT64), get(sum, s, Sat64), get(sum, s, Sat1400)
 		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", ServerLabel[s],
 			ratio(Ratio(k64.Rate, a.Rate)), ratio(Ratio(k1400.Rate, c.Rate)),
@@ -155,6 +158,13 @@ func Markdown(res *Results) string {
 			ratio(Ratio(k64.CPUPerEcho, a.CPUPerEcho)), ratio(Ratio(k1400.CPUPerEcho, c.CPUPerEcho)))
 	}
 
+	w("\n## Spread over the rounds\n\nMin–max of the per-round values; where ranges of two servers overlap, their difference is within the noise of this run.\n\n")
+	w("| server | 64 B echoes/s | 1400 B echoes/s | RTT p99 µs |\n|---|--:|--:|--:|\n")
+	for _, s := range measured(sum) {
+		r, a, c := get(sum, s, RTT64), get(sum, s, Sat64), get(sum, s, Sat1400)
+		w("| %s | %s–%s | %s–%s | %s–%s |\n", ServerLabel[s], num(a.RateMin), num(a.RateMax),
+			num(c.RateMin), num(c.RateMax), us(r.P99Min), us(r.P99Max))
+	}
 	w("\n## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	for _, v := range Verdicts(res) {
 		m := "no"
@@ -197,11 +207,14 @@ func Markdown(res *Results) string {
 	if len(res.Variants) > 0 {
 		vs := Summarize(res.VariantRun)
 		base := get(vs, "baseline", Sat64)
-		w("\n## Module variants\n\n| variant | change | 64 B echoes/s | vs baseline | CPU µs/echo | RTT p50 µs | p99 µs | rounds |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
+		baseRTT := get(vs, "baseline", RTT64)
+		w("\n## Module variants\n\nMedians over the variant rounds (interleaved: every variant once per round); ratios against the baseline build measured in the same rounds.\n\n")
+		w("| variant | change | 64 B echoes/s | min–max | vs baseline | CPU µs/echo | RTT p50 µs | p99 µs | p99 vs baseline | rounds |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, v := range res.Variants {
 			a, r := get(vs, v.Name, Sat64), get(vs, v.Name, RTT64)
-			w("| %s | %s | %s | %s | %s | %s | %s | %d |\n", v.Name, v.Desc, num(a.Rate),
-				ratio(Ratio(a.Rate, base.Rate)), us(a.CPUPerEcho), us(r.P50), us(r.P99), a.Rounds)
+			w("| %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %d |\n", v.Name, strings.ReplaceAll(v.Desc, "|", "\\|"), num(a.Rate),
+				num(a.RateMin), num(a.RateMax), ratio(Ratio(a.Rate, base.Rate)), us(a.CPUPerEcho), us(r.P50), us(r.P99),
+				ratio(Ratio(r.P99, baseRTT.P99)), a.Rounds)
 		}
 	}
 
@@ -218,6 +231,20 @@ func Markdown(res *Results) string {
 		w("\n## Problems\n\n%s\n", strings.Join(errs, "\n"))
 	}
 	return b.String()
+}
+
+// measured lists the servers with at least one run, in Servers order.
+func measured(sum map[[2]string]*Summary) []string {
+	var out []string
+	for _, s := range Servers {
+		for _, wl := range []string{RTT64, Sat64, Sat1400} {
+			if x := sum[[2]string{s, wl}]; x != nil {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func timeRound(d time.Duration) time.Duration {
