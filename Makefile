@@ -15,7 +15,7 @@ LDFLAGS := -X github.com/kecho-dev/kecho/internal/version.Version=$(VERSION) \
 	-X github.com/kecho-dev/kecho/internal/version.Commit=$(COMMIT)
 export KECHO_VERSION := $(VERSION)
 
-.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system fuzz matrix bench
+.PHONY: help deps module kechod style check test test-unit test-vm demo clean packages demo-system fuzz test-debug matrix bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,6 +48,10 @@ FUZZTIME ?= 20s
 fuzz: ## Run each fuzz target for FUZZTIME (default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/health
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
+
+test-debug: deps ## Build the debug kernel (KASAN, lockdep, kmemleak; cached, about an hour the first time) and run the whole VM suite plus the fault/soak suite on it.
+	./test/debugkernel/build.sh
+	KECHO_REQUIRE_VM=1 KECHO_REQUIRE_DEBUG_KERNEL=1 $(GO) test -count=1 -v -timeout 100m -run '^TestDebugKernel$$' ./test/fault
 
 matrix: deps ## Build kecho on every kernel in test/matrix/kernels.txt, boot several; print the table (MATRIX_FLAGS=-only 7.3 -no-boot).
 	$(GO) run ./test/matrix $(MATRIX_FLAGS)

@@ -6,15 +6,20 @@ set -eu
 
 # Packages installed without their recommends (qemu would pull a desktop).
 PACKAGES="
+bc
+bison
 busybox-static
 cpio
 debootstrap
 dkms
 dwarves
 e2fsprogs
+flex
 gcc
 iproute2
 kmod
+libelf-dev
+libssl-dev
 libc6-dev
 lintian
 linux-headers-amd64
