@@ -32,12 +32,16 @@ func TestBootedSystem(t *testing.T) {
 	require(t, howBoot, "debootstrap", "chroot", "mount", "mkfs.ext4", "qemu-system-x86_64")
 	requireTools(t, howBoot, "dpkg-deb")
 	v := repoVersion(t)
+	v2 := nextPatch(t, v)
 	arts := build(t, buildOpts{Formats: []string{"deb"}})
 	debs := []string{find(t, arts, "kecho-dkms", "deb", "all"), find(t, arts, "kechod", "deb", "amd64")}
+	// kechod v2, upgraded to inside the running guest (no module build
+	// under TCG): the maintainer scripts with systemd running.
+	upgrade := find(t, build(t, buildOpts{Version: v2, Formats: []string{"deb"}}), "kechod", "deb", "amd64")
 	ctx := context.Background()
 	dir := t.TempDir()
 	start := time.Now()
-	sys, err := sysimage.PrepareSystem(ctx, dir, testLog{t}, debs...)
+	sys, err := sysimage.PrepareSystem(ctx, dir, testLog{t}, debs, []string{upgrade})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +76,7 @@ func TestBootedSystem(t *testing.T) {
 			t.Logf("console tail:\n%s", lastBytes(res.Console, 5000))
 		}
 	}()
+	t.Logf("guest timeline (uptime at the end of each step): %s", rep.Timeline())
 	if !rep.Done {
 		t.Errorf("the check script did not run to its end; steps: %v", rep.Order)
 	}
@@ -197,6 +202,42 @@ func TestBootedSystem(t *testing.T) {
 	}
 	if s := step("is-failed"); strings.TrimSpace(s.Out) == "failed" {
 		t.Errorf("kechod is failed after stop")
+	}
+
+	// The Debian maintainer scripts with systemd running.
+	pkg := func(name string) sysimage.Step {
+		t.Helper()
+		s := step(name)
+		if s.RC != 0 {
+			t.Errorf("%s: exit status %d\n%s", name, s.RC, s.Out)
+		}
+		return s
+	}
+	pkg("pkg-start")
+	before := step("pkg-show-before")
+	pkg("pkg-upgrade")
+	up2 := step("pkg-show-upgraded")
+	if up2.Prop("ActiveState") != "active" || up2.Prop("MainPID") == before.Prop("MainPID") {
+		t.Errorf("upgrade to %s did not restart kechod: ActiveState=%s MainPID %s -> %s", v2, up2.Prop("ActiveState"), before.Prop("MainPID"), up2.Prop("MainPID"))
+	}
+	if s := pkg("pkg-version"); !strings.Contains(s.Out, v2) {
+		t.Errorf("after the upgrade kechod version says:\n%s", s.Out)
+	}
+	pkg("pkg-ping")
+	pkg("pkg-remove")
+	if s := step("pkg-show-removed"); s.Prop("ActiveState") != "inactive" || s.Prop("Result") != "success" {
+		t.Errorf("apt remove kechod: ActiveState=%s Result=%s, want inactive/success", s.Prop("ActiveState"), s.Prop("Result"))
+	}
+	pkg("pkg-reinstall")
+	if s := step("pkg-show-reinstalled"); s.Prop("ActiveState") != "active" {
+		t.Errorf("reinstalling kechod after its removal did not start it: ActiveState=%s", s.Prop("ActiveState"))
+	}
+	pkg("pkg-purge")
+	if s := step("pkg-show-purged"); s.Prop("ActiveState") != "inactive" {
+		t.Errorf("apt purge kechod: ActiveState=%s", s.Prop("ActiveState"))
+	}
+	if s := step("pkg-left"); strings.Count(s.Out, "No such file or directory") != 3 {
+		t.Errorf("apt purge kechod left files behind:\n%s", s.Out)
 	}
 }
 

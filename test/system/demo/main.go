@@ -69,7 +69,7 @@ func run(ctx context.Context, dist string, verbose, keep bool) error {
 		defer os.RemoveAll(dir)
 	}
 	fmt.Printf("# apt install %s (in a Debian 12 chroot; DKMS builds the module there)\n", strings.Join(names(debs), " "))
-	sys, err := sysimage.PrepareSystem(ctx, dir, os.Stdout, debs...)
+	sys, err := sysimage.PrepareSystem(ctx, dir, os.Stdout, debs, nil)
 	if err != nil {
 		return err
 	}

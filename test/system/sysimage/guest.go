@@ -18,6 +18,9 @@ import (
 const checkUnitPath = "/etc/systemd/system/kecho-systemcheck.service"
 const checkScriptPath = "/usr/local/libexec/kecho-systemcheck"
 
+// guestPkgDir holds packages the check installs inside the running guest.
+const guestPkgDir = "/var/cache/kecho-test/guest"
+
 const checkUnit = `[Unit]
 Description=kecho system check (report on ttyS1, then power off)
 After=multi-user.target kechod.service
@@ -51,7 +54,7 @@ section() {
 	echo "=== begin $name" >&3
 	"$@" >&3 2>&1
 	rc=$?
-	echo "=== end $name rc=$rc" >&3
+	echo "=== end $name rc=$rc t=$(cut -d' ' -f1 /proc/uptime)" >&3
 	echo "kecho-systemcheck: $name: exit status $rc"
 }
 
@@ -106,6 +109,25 @@ section security systemd-analyze security --no-pager kechod.service
 section stop timeout 60 systemctl stop kechod.service
 section show-stopped show
 section is-failed systemctl is-failed kechod.service
+# The maintainer scripts with systemd running: upgrade, remove, reinstall
+# and purge of kechod (` + guestPkgDir + `/kechod_*.deb, if there is one).
+upgrade=$(ls ` + guestPkgDir + `/kechod_*.deb 2>/dev/null | head -n 1)
+if [ -n "$upgrade" ]; then
+	apt() { DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends -o Dpkg::Use-Pty=0 "$@"; }
+	section pkg-start systemctl start kechod.service
+	section pkg-show-before show
+	section pkg-upgrade apt install "$upgrade"
+	section pkg-show-upgraded show
+	section pkg-version kechod version
+	section pkg-ping kechod ping 127.0.0.1 "hello world"
+	section pkg-remove apt remove kechod
+	section pkg-show-removed show
+	section pkg-reinstall apt install "$upgrade"
+	section pkg-show-reinstalled show
+	section pkg-purge apt purge kechod
+	section pkg-show-purged show
+	section pkg-left sh -c 'ls -d /etc/kechod /etc/systemd/system/multi-user.target.wants/kechod.service /usr/bin/kechod 2>&1'
+fi
 echo "=== done" >&3
 sync
 systemctl --no-block poweroff
@@ -131,8 +153,19 @@ func (r *Root) InstallSystemCheck(ctx context.Context) error {
 
 // Step is one step of the guest's report.
 type Step struct {
-	Out string
-	RC  int
+	Out    string
+	RC     int
+	Uptime float64 // guest uptime (s) when the step ended
+}
+
+// Timeline is "name@uptime" for every step, in order: where a slow boot
+// spent its time.
+func (r *Report) Timeline() string {
+	var b strings.Builder
+	for _, n := range r.Order {
+		fmt.Fprintf(&b, " %s@%.0fs", n, r.Steps[n].Uptime)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // Report is the parsed guest report.
@@ -142,7 +175,7 @@ type Report struct {
 	Done  bool // the script ran to its end
 }
 
-var endRE = regexp.MustCompile(`^=== end (\S+) rc=(\d+)$`)
+var endRE = regexp.MustCompile(`^=== end (\S+) rc=(\d+)(?: t=([0-9.]+))?$`)
 
 // ParseReport parses what the check script wrote to ttyS1.
 func ParseReport(b []byte) (*Report, error) {
@@ -160,7 +193,8 @@ func ParseReport(b []byte) (*Report, error) {
 		case endRE.MatchString(line):
 			m := endRE.FindStringSubmatch(line)
 			rc, _ := strconv.Atoi(m[2])
-			r.Steps[m[1]] = Step{Out: strings.Join(body, "\n"), RC: rc}
+			up, _ := strconv.ParseFloat(m[3], 64)
+			r.Steps[m[1]] = Step{Out: strings.Join(body, "\n"), RC: rc, Uptime: up}
 			r.Order = append(r.Order, m[1])
 			name = ""
 		case line == "=== done":

@@ -19,8 +19,9 @@ type System struct {
 
 // PrepareSystem builds that image in dir (which must exist and be empty):
 // the cached base root, an overlay of it, `apt-get install ./<debs>`, the
-// check unit, then ext4.
-func PrepareSystem(ctx context.Context, dir string, log io.Writer, debs ...string) (*System, error) {
+// check unit, then ext4. guestDebs are put into the image for the check to
+// install while systemd runs (a kechod upgrade).
+func PrepareSystem(ctx context.Context, dir string, log io.Writer, debs, guestDebs []string) (*System, error) {
 	base, err := EnsureBase(ctx, log)
 	if err != nil {
 		return nil, err
@@ -43,6 +44,9 @@ func PrepareSystem(ctx context.Context, dir string, log io.Writer, debs ...strin
 		return nil, err
 	}
 	os.RemoveAll(r.Path(pkgDir))
+	if _, err := r.CopyIn(guestPkgDir, guestDebs...); err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	img, err := r.MakeImage(ctx, dir)
 	if err != nil {
