@@ -142,8 +142,19 @@ func TestDebKechod(t *testing.T) {
 		t.Errorf("conffiles: %q, want exactly /etc/kechod/kechod.yaml", c)
 	}
 	// Maintainer scripts: present, executable, and doing what they must.
+	info := sh(t, "dpkg-deb", "-I", deb)
+	for _, member := range []string{"conffiles", "control", "md5sums"} {
+		if !regexp.MustCompile(`(?m)^\s+\d+ bytes,\s+\d+ lines\s+` + member + `\s*$`).MatchString(info) {
+			t.Errorf("dpkg-deb -I: no %s member:\n%s", member, info)
+		}
+	}
+	for _, script := range []string{"preinst", "postinst", "prerm", "postrm"} {
+		if !regexp.MustCompile(`(?m)^\s+\d+ bytes,\s+\d+ lines\s+\*\s+` + script + `\s+#!/bin/sh$`).MatchString(info) {
+			t.Errorf("dpkg-deb -I: %s missing, not executable or not #!/bin/sh:\n%s", script, info)
+		}
+	}
 	ctrl := sh(t, "sh", "-c", "dpkg-deb --ctrl-tarfile '"+deb+"' | tar tvf -")
-	for _, s := range []string{"postinst", "prerm", "postrm"} {
+	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
 		if !regexp.MustCompile(`-rwxr-xr-x .* \./` + s + `\n`).MatchString(ctrl + "\n") {
 			t.Errorf("control archive: %s missing or not 0755:\n%s", s, ctrl)
 		}
@@ -259,6 +270,9 @@ func TestRPMKechod(t *testing.T) {
 		if rec := rpmq(t, rpm, "--recommends"); !strings.Contains(rec, "kecho-dkms") {
 			t.Errorf("recommends: %q", rec)
 		}
+		if prov := rpmq(t, rpm, "--provides"); !strings.Contains(prov, "kechod = "+v+"-1\n") {
+			t.Errorf("provides: %q, want kechod = %s-1", prov, v)
+		}
 		if cf := strings.TrimSpace(rpmq(t, rpm, "--configfiles")); cf != "/etc/kechod/kechod.yaml" {
 			t.Errorf("configfiles: %q", cf)
 		}
@@ -304,6 +318,9 @@ func TestRPMDKMS(t *testing.T) {
 	}
 	if req := rpmq(t, rpm, "--requires"); !regexp.MustCompile(`(?m)^dkms$`).MatchString(req) {
 		t.Errorf("requires: %s", req)
+	}
+	if prov := rpmq(t, rpm, "--provides"); !strings.Contains(prov, "kecho-dkms = "+v+"-1\n") {
+		t.Errorf("provides: %q", prov)
 	}
 	files := rpmq(t, rpm, "--list")
 	if !strings.Contains(files, "/usr/src/kecho-"+v+"/dkms.conf\n") {
