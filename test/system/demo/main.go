@@ -78,7 +78,7 @@ func run(ctx context.Context, dist string, verbose, keep bool) error {
 			fmt.Println("  " + l)
 		}
 	}
-	fmt.Printf("# booting it in qemu (%s, kernel %s, systemd as init); about a minute under TCG\n", sysimage.Accel(), sys.Release)
+	fmt.Printf("# booting it in qemu (%s, kernel %s, systemd as init); 1-3 minutes under TCG\n", sysimage.Accel(), sys.Release)
 	var console io.Writer
 	if verbose {
 		console = os.Stderr
