@@ -97,6 +97,7 @@ func TestResolveMetapackage(t *testing.T) {
 	f.on("apt-cache policy linux-headers-6.12.117+deb13-amd64", policy("linux-headers-6.12.117+deb13-amd64", "6.12.117-1"))
 	f.on("apt-cache show linux-headers-6.12.117+deb13-amd64=6.12.117-1", showHeaders612)
 	f.on("apt-cache policy linux-image-6.12.117+deb13-amd64", policy("linux-image-6.12.117+deb13-amd64", "6.12.117-1"))
+	f.on("apt-cache show linux-image-6.12.117+deb13-amd64=6.12.117-1", "Package: linux-image-6.12.117+deb13-amd64\nDepends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool\n")
 	k, err := Resolve(context.Background(), a, Entry{Series: "6.12", Suite: "trixie"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +110,9 @@ func TestResolveMetapackage(t *testing.T) {
 	if strings.Join(k.Headers, " ") != strings.Join(want, " ") {
 		t.Errorf("Headers = %q, want %q", k.Headers, want)
 	}
+	if strings.Join(k.ImagePkgs, " ") != "linux-image-6.12.117+deb13-amd64" {
+		t.Errorf("ImagePkgs = %q", k.ImagePkgs)
+	}
 }
 
 // 5.10's headers name their compiler through linux-compiler-gcc-10-x86;
@@ -116,9 +120,13 @@ func TestResolveMetapackage(t *testing.T) {
 func TestResolveCompilerForms(t *testing.T) {
 	for _, c := range []struct {
 		series, hdr, ver, depends, cc, extra string
+		imageDepends, imagePkgs              string
 	}{
-		{"5.10", "linux-headers-5.10.0-32-amd64", "5.10.223-1", "linux-headers-5.10.0-32-common (= 5.10.223-1), linux-kbuild-5.10 (>= 5.10.223-1), linux-compiler-gcc-10-x86", "gcc-10", "linux-kbuild-5.10"},
-		{"7.3", "linux-headers-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "gcc-14-for-host, linux-base (>= 4.12~), linux-base-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), linux-headers-7.3.4+deb13-common (= 7.3.4-1~bpo13+1), linux-kbuild-7.3.4+deb13", "gcc-14", "linux-base-7.3.4+deb13-amd64"},
+		{"5.10", "linux-headers-5.10.0-32-amd64", "5.10.223-1", "linux-headers-5.10.0-32-common (= 5.10.223-1), linux-kbuild-5.10 (>= 5.10.223-1), linux-compiler-gcc-10-x86", "gcc-10", "linux-kbuild-5.10",
+			"kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool", "linux-image-5.10.0-32-amd64"},
+		{"7.3", "linux-headers-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "gcc-14-for-host, linux-base (>= 4.12~), linux-base-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), linux-headers-7.3.4+deb13-common (= 7.3.4-1~bpo13+1), linux-kbuild-7.3.4+deb13", "gcc-14", "linux-base-7.3.4+deb13-amd64",
+			"dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), linux-modules-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1)",
+			"linux-image-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64 linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64"},
 	} {
 		f := newFake(t)
 		a := testApt(t, f, "s")
@@ -127,9 +135,13 @@ func TestResolveCompilerForms(t *testing.T) {
 		f.on("apt-cache policy "+c.hdr, policy(c.hdr, c.ver))
 		f.on("apt-cache show "+c.hdr+"=", "Package: "+c.hdr+"\nDepends: "+c.depends+"\n")
 		f.on("apt-cache policy linux-image-", policy("linux-image", c.ver))
+		f.on("apt-cache show linux-image-", "Package: linux-image\nDepends: "+c.imageDepends+"\n")
 		k, err := Resolve(context.Background(), a, Entry{Series: c.series, Suite: "s"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if strings.Join(k.ImagePkgs, " ") != c.imagePkgs {
+			t.Errorf("%s: ImagePkgs = %q, want %q", c.series, k.ImagePkgs, c.imagePkgs)
 		}
 		if k.Compiler != c.cc || !contains(k.Headers, c.extra) {
 			t.Errorf("%s: compiler %q headers %q, want %s and %s", c.series, k.Compiler, k.Headers, c.cc, c.extra)
@@ -149,6 +161,7 @@ func TestResolveFallback(t *testing.T) {
 	f.on("apt-cache policy linux-headers-7.2.6+deb13-amd64", policy("x", "7.2.6-1~bpo13+1"))
 	f.on("apt-cache show linux-headers-7.2.12+deb13-amd64=7.2.12-1~bpo13+1", "Package: x\nDepends: gcc-14-for-host, linux-headers-7.2.12+deb13-common (= 7.2.12-1~bpo13+1), linux-kbuild-7.2.12+deb13\n")
 	f.on("apt-cache policy linux-image-7.2.12+deb13-amd64", policy("x", "7.2.12-1~bpo13+1"))
+	f.on("apt-cache show linux-image-7.2.12+deb13-amd64=7.2.12-1~bpo13+1", "Package: x\nDepends: linux-binary-7.2.12+deb13-amd64 (= 7.2.12-1~bpo13+1)\n")
 	k, err := Resolve(context.Background(), a, Entry{Series: "7.2", Suite: "trixie-backports"})
 	if err != nil {
 		t.Fatal(err)

@@ -18,8 +18,12 @@ type Kernel struct {
 	Headers  []string // linux-headers-<ABI>-amd64, its -common, linux-kbuild-*, linux-base-<release>
 	Image    string   // linux-image-<release>
 	ImageVer string   // its candidate version
-	Compiler string   // the compiler package the headers depend on: "gcc-14"
-	Via      string   // how the ABI was found: "linux-headers-amd64 6.12.117-1" or a fallback note
+	// ImagePkgs are the packages that make up the installed image: the
+	// image itself and, from 7.x on, the linux-binary-, linux-modules- and
+	// linux-base-<release> packages it depends on (same version).
+	ImagePkgs []string
+	Compiler  string // the compiler package the headers depend on: "gcc-14"
+	Via       string // how the ABI was found: "linux-headers-amd64 6.12.117-1" or a fallback note
 }
 
 // apt-cache pkgnames prefix for linux-headers of a series, and the pattern
@@ -117,6 +121,20 @@ func Resolve(ctx context.Context, a *Apt, e Entry) (*Kernel, error) {
 	if k.ImageVer, err = a.Candidate(ctx, k.Image); err != nil {
 		return nil, err
 	}
+	if k.ImageVer != "" {
+		ideps, err := a.Depends(ctx, k.Image, k.ImageVer)
+		if err != nil {
+			return nil, err
+		}
+		k.ImagePkgs = []string{k.Image}
+		for _, d := range ideps {
+			for _, p := range []string{"linux-binary-", "linux-modules-", "linux-base-"} {
+				if d == p+k.Release && !contains(k.ImagePkgs, d) {
+					k.ImagePkgs = append(k.ImagePkgs, d)
+				}
+			}
+		}
+	}
 	return k, nil
 }
 
@@ -157,8 +175,23 @@ type Tree struct {
 // the build environment).
 func (t *Tree) HeadersDir() string { return "/usr/src/linux-headers-" + t.K.Release }
 
-// Vmlinuz is the kernel image inside the tree.
-func (t *Tree) Vmlinuz() string { return filepath.Join(t.Root, "boot", "vmlinuz-"+t.K.Release) }
+// Vmlinuz is the kernel image inside the tree: /boot/vmlinuz-<release>,
+// or, in the 7.x packages (linux-binary-<release>), the modules
+// directory's vmlinuz.
+func (t *Tree) Vmlinuz() string {
+	p := filepath.Join(t.Root, "boot", "vmlinuz-"+t.K.Release)
+	if _, err := os.Stat(p); err != nil {
+		if q := filepath.Join(t.ModulesDir(), "vmlinuz"); fileExists(q) {
+			return q
+		}
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
 
 // ModulesDir is /lib/modules/<release> inside the tree (bullseye packages
 // ship /lib, newer ones /usr/lib).
@@ -186,9 +219,14 @@ func Fetch(ctx context.Context, a *Apt, r Runner, k *Kernel, debs, kernels strin
 		if k.ImageVer == "" {
 			return nil, nil, fmt.Errorf("%s: %s serves no %s", k.Name(), k.Suite, k.Image)
 		}
-		pkgs = append(pkgs, pv{k.Image, k.ImageVer})
+		for _, p := range k.ImagePkgs {
+			if !contains(k.Headers, p) {
+				pkgs = append(pkgs, pv{p, k.ImageVer})
+			}
+		}
 	}
 	var files []string
+	fresh := false
 	for _, p := range pkgs {
 		deb, err := a.Download(ctx, debs, p.pkg, p.ver)
 		if err != nil {
@@ -208,21 +246,23 @@ func Fetch(ctx context.Context, a *Apt, r Runner, k *Kernel, debs, kernels strin
 		if err := os.WriteFile(stamp, nil, 0o644); err != nil {
 			return nil, nil, err
 		}
+		fresh = true
 	}
 	if image {
-		if err := depmod(ctx, r, t); err != nil {
+		if err := depmod(ctx, r, t, fresh); err != nil {
 			return nil, nil, err
 		}
 	}
 	return t, files, nil
 }
 
-// depmod writes modules.dep & co. into the tree's modules directory: the
-// image package leaves that to its postinst. depmod -b looks in
-// <root>/lib/modules, so a merged-/usr tree gets a lib -> usr/lib link.
-func depmod(ctx context.Context, r Runner, t *Tree) error {
+// depmod writes modules.dep & co. into the tree's modules directory (the
+// image package leaves that to its postinst), again whenever packages were
+// just extracted into the tree. depmod -b looks in <root>/lib/modules, so
+// a merged-/usr tree gets a lib -> usr/lib link.
+func depmod(ctx context.Context, r Runner, t *Tree, fresh bool) error {
 	md := t.ModulesDir()
-	if _, err := os.Stat(filepath.Join(md, "modules.dep")); err == nil {
+	if _, err := os.Stat(filepath.Join(md, "modules.dep")); err == nil && !fresh {
 		return nil
 	}
 	lib := filepath.Join(t.Root, "lib")
