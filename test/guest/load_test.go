@@ -223,17 +223,18 @@ func TestLoadUnloadUnderFlood(t *testing.T) {
 	}
 	memAfter := meminfo(t)
 	slabGrowth := memAfter["Slab"] - memBefore["Slab"]
-	kernelGrowth := unaccounted(memAfter) - unaccounted(memBefore)
-	t.Logf("meminfo: Slab %+d KiB, kernel memory outside slab, caches and user pages %+d KiB, VmallocUsed %d -> %d KiB",
-		slabGrowth, kernelGrowth, memBefore["VmallocUsed"], memAfter["VmallocUsed"])
+	vmallocGrowth := memAfter["VmallocUsed"] - memBefore["VmallocUsed"]
+	t.Logf("meminfo: Slab %+d KiB, VmallocUsed %+d KiB (other kernel memory %+d KiB, not judged: per-CPU page lists make it noisy)",
+		slabGrowth, vmallocGrowth, unaccounted(memAfter)-unaccounted(memBefore))
+	// Slab includes large kmalloc allocations (accounted as unreclaimable
+	// slab), so kecho's 64 KiB receive buffer leaked once per cycle would
+	// be 12.8 MiB here, or in VmallocUsed if kvmalloc fell back to vmalloc.
+	// Measured noise: well under 1 MiB.
 	if slabGrowth > 2048 {
 		t.Errorf("Slab grew by %d KiB over %d cycles", slabGrowth, loadCycles)
 	}
-	// kecho's 64 KiB receive buffer (a page allocation, not in slab)
-	// leaked once per cycle would be 12.8 MiB; measured noise is about
-	// 2 MiB.
-	if kernelGrowth > 6144 {
-		t.Errorf("kernel memory outside slab grew by %d KiB over %d cycles", kernelGrowth, loadCycles)
+	if vmallocGrowth > 2048 {
+		t.Errorf("VmallocUsed grew by %d KiB over %d cycles", vmallocGrowth, loadCycles)
 	}
 }
 
