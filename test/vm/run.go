@@ -341,10 +341,16 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	if err := boot(ctx, spec, k, initrd, res); err != nil {
 		return nil, err
 	}
-	res.Binaries, res.Finished, res.ScriptExit, res.ScriptOutput = ParseGuestOutput(res.GuestOutput)
-	res.Splats = Splats(res.KernelLog)
-	res.Notices = Notices(res.KernelLog)
+	res.analyze()
 	return res, nil
+}
+
+// analyze fills in the results parsed from the guest output and the
+// kernel log.
+func (r *Result) analyze() {
+	r.Binaries, r.Finished, r.ScriptExit, r.ScriptOutput = ParseGuestOutput(r.GuestOutput)
+	r.Splats = Splats(r.KernelLog)
+	r.Notices = Notices(r.KernelLog)
 }
 
 // guestProfile is sourced by /init and the caller's script: the
@@ -499,7 +505,7 @@ func boot(ctx context.Context, spec Spec, k Kernel, initrd string, res *Result) 
 		// don't wait for it much longer than that.
 		select {
 		case waitErr = <-exited:
-		case <-time.After(5 * time.Second):
+		case <-time.After(doneGrace):
 			_ = cmd.Process.Kill()
 			<-exited
 		}
@@ -533,6 +539,10 @@ func boot(ctx context.Context, spec Spec, k Kernel, initrd string, res *Result) 
 	qlog := fmt.Sprintf("%s %s\n%s", qemu, strings.Join(args, " "), qemuErr.String())
 	return os.WriteFile(filepath.Join(res.LogDir, "qemu.log"), []byte(qlog), 0o644)
 }
+
+// doneGrace is how long boot waits for qemu to exit after the guest
+// reported the end of /init.
+var doneGrace = 5 * time.Second
 
 // lineWatcher calls found once a line starting with match was written.
 type lineWatcher struct {

@@ -1,7 +1,9 @@
 package vm
 
 import (
+	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,4 +65,45 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// TestHarnessCatchesKernelCrash proves on a real kernel that the harness
+// sees what the kernel reports: a backtrace dump (sysrq l) is a splat, and
+// a crash (sysrq c) ends the run at once as unfinished instead of waiting
+// for the timeout.
+func TestHarnessCatchesKernelCrash(t *testing.T) {
+	if testing.Short() && !Required() {
+		t.Skip("boots a VM; run without -short, or `make test`")
+	}
+	Require(t)
+	timeout := 5 * time.Minute
+	res, err := Run(context.Background(), Spec{
+		NoModule: true,
+		Script:   "echo l >/proc/sysrq-trigger; sleep 2; echo c >/proc/sysrq-trigger; sleep 60; echo still alive",
+		Timeout:  timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("guest ran %.1fs; logs in %s", res.BootTime.Seconds(), res.LogDir)
+	if res.Finished || res.TimedOut {
+		t.Errorf("finished=%v timedOut=%v, want a guest that crashed before the end", res.Finished, res.TimedOut)
+	}
+	if strings.Contains(res.GuestOutput, "still alive") {
+		t.Error("the guest survived sysrq c")
+	}
+	var trace, panicked bool
+	for _, s := range res.Splats {
+		trace = trace || strings.Contains(s, "Call Trace:")
+		panicked = panicked || strings.Contains(s, "Kernel panic")
+	}
+	if !trace || !panicked {
+		t.Errorf("splats %q: want the backtrace and the panic", res.Splats)
+	}
+	if !res.Failed() {
+		t.Error("the run does not count as failed")
+	}
+	if t.Failed() {
+		t.Logf("kernel log:\n%s", res.KernelLog)
+	}
 }
