@@ -35,8 +35,8 @@ style: deps ## checkpatch.pl on the module sources.
 check: deps ## sparse on the module sources.
 	$(MAKE) -C dkms check KVER=$(KVER)
 
-test-unit: ## Go unit tests (no root, no VM).
-	$(GO) test -race -count=1 ./...
+test-unit: ## Go unit tests (no root, no VM: -short skips the VM tests).
+	$(GO) test -race -count=1 -short ./...
 
 test: deps ## Every test: unit, style, VM (real kernel in qemu), packages, booted system.
 	$(MAKE) -C dkms style
