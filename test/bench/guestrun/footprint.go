@@ -145,6 +145,7 @@ func footprintRun(f *report.Footprint, interval, timeout, period time.Duration) 
 	mu.Lock()
 	f.LastStatus = lastStatus
 	mu.Unlock()
+	f.Log = lastLines(stderr.String(), 20)
 	if err := stop(); err != nil {
 		return fmt.Errorf("kechod stop: %w: %s", err, lastLines(stderr.String(), 5))
 	}
@@ -222,4 +223,54 @@ func procCPU(pid int) (uint64, error) {
 	ut, _ := strconv.ParseUint(fs[11], 10, 64)
 	st, _ := strconv.ParseUint(fs[12], 10, 64)
 	return (ut + st) * (1e9 / hz), nil
+}
+
+// controlFootprint measures the minimal Go prober (goecho -probe) like
+// kechod: RSS and CPU over period at the given interval, against kecho.
+func controlFootprint(interval, period time.Duration) report.Footprint {
+	f := report.Footprint{Name: "control", Interval: interval, Period: period}
+	err := func() error {
+		if _, err := startKecho(filepath.Join("/lib/modules", kernelRelease(), "updates", "kecho.ko"), ""); err != nil {
+			return err
+		}
+		cmd := exec.Command(filepath.Join(BinDir, "goecho"), "-probe", "127.0.0.1:5555", "-interval", interval.String())
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		f.Ready = time.Since(start)
+		pid := cmd.Process.Pid
+		cpu0, err := procCPU(pid)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for time.Since(t0) < period {
+			time.Sleep(min(time.Second, period-time.Since(t0)))
+			rss, hwm, err := procRSS(pid)
+			if err != nil {
+				return err
+			}
+			f.RSSKiB = rss
+			f.MaxRSSKiB = max(f.MaxRSSKiB, rss, hwm)
+		}
+		cpu1, err := procCPU(pid)
+		f.Period = time.Since(t0)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if err != nil {
+			return err
+		}
+		f.CPUNS = cpu1 - cpu0
+		f.LastStatus = "minimal Go prober: " + strings.TrimSpace(out.String())
+		return nil
+	}()
+	if err != nil {
+		f.Error = err.Error()
+	}
+	slog.Info("control footprint", "interval", interval, "rss_kib", f.RSSKiB, "cpu_pct", fmt.Sprintf("%.4f", f.CPUPercent()), "status", f.LastStatus, "err", f.Error)
+	_ = exec.Command("/sbin/rmmod", "kecho").Run()
+	return f
 }

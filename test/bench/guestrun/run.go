@@ -68,7 +68,8 @@ func run(cfg options) (*report.Results, error) {
 	if cfg.footprint > 0 {
 		res.Footprints = append(res.Footprints,
 			footprint(report.DefaultFootName, 0, 0, cfg.footprint),
-			footprint("10/s", 100*time.Millisecond, 50*time.Millisecond, cfg.footprint))
+			footprint("10/s", 100*time.Millisecond, 50*time.Millisecond, cfg.footprint),
+			controlFootprint(100*time.Millisecond, cfg.footprint))
 	}
 	if cfg.variantsList != "" {
 		var vs []variant

@@ -195,8 +195,11 @@ func Markdown(res *Results) string {
 				continue
 			}
 			iv := f.Interval.String()
-			if f.Name == DefaultFootName {
+			switch f.Name {
+			case DefaultFootName:
 				iv += " (default)"
+			case "control":
+				iv += " (control: minimal Go prober, not kechod)"
 			}
 			w("| %s | %v | %v | %.1f MiB | %.1f MiB | %.3f%% | %s |\n", iv, f.Period.Round(100*time.Millisecond),
 				f.Ready.Round(timeRound(f.Ready)), float64(f.RSSKiB)/1024, float64(f.MaxRSSKiB)/1024,

@@ -110,6 +110,7 @@ type Footprint struct {
 	MaxRSSKiB  uint64        `json:"max_rss_kib"`
 	CPUNS      uint64        `json:"cpu_ns"` // utime+stime over Period
 	LastStatus string        `json:"last_status"`
+	Log        string        `json:"log,omitempty"` // the last lines kechod logged
 	Error      string        `json:"error,omitempty"`
 }
 
