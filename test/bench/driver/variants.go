@@ -52,7 +52,7 @@ var Variants = []Variant{
 var (
 	percpuEdits     = []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", 0, 1)`}}
 	budget1024Edits = []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t1024"}}
-	noReschedEdits  = []Edit{{"echo.c", "\t\tcond_resched();\n\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING", "\t}\n\n\tif (!test_and_set_bit(KECHO_WORK_PENDING"}}
+	noReschedEdits  = []Edit{{"echo.c", "\t\tcond_resched();\n", ""}}
 )
 
 // combo joins the edits of the variants that won on their own.
@@ -65,16 +65,19 @@ func combo(percpu bool) []Edit {
 }
 
 // echoFromSkb answers from the received skb when its payload is linear,
-// and copies into kecho's buffer only when it is not.
+// and copies into kecho's buffer only when it is not: the copy call
+// becomes kecho_echo_data(), which points srv->data at the bytes to use,
+// and the log and the send read srv->data instead of srv->buf.
 var echoFromSkb = []Edit{
-	{"echo.c", "static void kecho_send(struct kecho_server *srv, const struct kecho_peer *peer,\n\t\t       unsigned int len)\n{\n\tstruct kvec iov = { .iov_base = srv->buf, .iov_len = len };",
-		"static void kecho_send(struct kecho_server *srv, const struct kecho_peer *peer,\n\t\t       const u8 *data, unsigned int len)\n{\n\tstruct kvec iov = { .iov_base = (void *)data, .iov_len = len };"},
-	{"echo.c", "\tstruct kecho_peer peer;\n\n\tkecho_stat_inc(KECHO_RX_PACKETS);",
-		"\tstruct kecho_peer peer;\n\tconst u8 *data = srv->buf;\n\n\tkecho_stat_inc(KECHO_RX_PACKETS);"},
-	{"echo.c", "\tif (unlikely(len > KECHO_MAX_PAYLOAD ||\n\t\t     skb_copy_bits(skb, 0, srv->buf, len))) {",
-		"\tif (len <= KECHO_MAX_PAYLOAD && skb_headlen(skb) >= len)\n\t\tdata = skb->data;\n\telse if (unlikely(len > KECHO_MAX_PAYLOAD ||\n\t\t     skb_copy_bits(skb, 0, srv->buf, len))) {"},
-	{"echo.c", "\tkecho_log_packet(&peer, srv->buf, len, verdict);", "\tkecho_log_packet(&peer, data, len, verdict);"},
-	{"echo.c", "\tkecho_send(srv, &peer, len);", "\tkecho_send(srv, &peer, data, len);"},
+	{"kecho.h", "\tu8 *buf;", "\tconst u8 *data;\t/* bytes of the datagram being handled */\n\tu8 *buf;"},
+	{"echo.c", "skb_copy_bits(skb, 0, srv->buf, ", "kecho_echo_data(srv, skb, "},
+	{"echo.c", "static void kecho_send(struct kecho_server *srv",
+		"static int kecho_echo_data(struct kecho_server *srv,\n\t\t\t   const struct sk_buff *skb, unsigned int len)\n{\n" +
+			"\tif (skb_headlen(skb) >= len) {\n\t\tsrv->data = skb->data;\n\t\treturn 0;\n\t}\n" +
+			"\tsrv->data = srv->buf;\n\treturn skb_copy_bits(skb, 0, srv->buf, len);\n}\n\n" +
+			"static void kecho_send(struct kecho_server *srv"},
+	{"echo.c", "kecho_log_packet(&peer, srv->buf,", "kecho_log_packet(&peer, srv->data,"},
+	{"echo.c", ".iov_base = srv->buf,", ".iov_base = (void *)srv->data,"},
 }
 
 // VariantsByName selects variants: "all", or a comma-separated list of
