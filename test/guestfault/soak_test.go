@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,7 @@ const soakConfig = `module:
   log_packets: false
 health:
   interval: 1s
-  timeout: 1s
+  timeout: 500ms
   failure_threshold: 3
   recovery: reload
 log:
@@ -125,11 +126,15 @@ func readState() (daemonState, error) {
 	return s, json.Unmarshal(b, &s)
 }
 
-// waitHealthy waits until kechod (pid) reports healthy with kecho on port.
-func waitHealthy(pid, port int, timeout time.Duration) error {
+// waitHealthy waits until kechod k reports healthy with kecho on port.
+func waitHealthy(k *kechodProc, port int, timeout time.Duration) error {
+	pid := k.cmd.Process.Pid
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
+		if !k.alive() {
+			return fmt.Errorf("kechod exited: %v", k.err)
+		}
 		s, err := readState()
 		b, perr := os.ReadFile(filepath.Join(sysMod, "parameters", "port"))
 		switch {
@@ -156,7 +161,8 @@ type soakFlooder struct {
 	mu      sync.Mutex
 	want    map[uint64][32]byte
 	seen    map[uint64]bool
-	sent    atomic.Int64
+	sent    atomic.Int64 // to the port kechod was configured with at the time
+	stale   atomic.Int64 // to the other port
 	echoed  atomic.Int64
 	bad     []string
 	silentN atomic.Int64
@@ -205,12 +211,19 @@ func (f *soakFlooder) read() {
 	}
 }
 
-func (f *soakFlooder) run(ctx context.Context, seed uint64, ports []int, rate int) {
+// run floods until ctx ends: mostly to the current port, one datagram in
+// ten to the other one (nobody serves it; the echoes must not come from
+// there either).
+func (f *soakFlooder) run(ctx context.Context, seed uint64, ports []int, current *atomic.Int64, rate int) {
 	r := rand.New(rand.NewPCG(seed, 7))
 	per := time.Second / time.Duration(rate)
 	var seq uint64
 	for ctx.Err() == nil {
-		port := ports[r.IntN(len(ports))]
+		port := int(current.Load())
+		stale := r.IntN(10) == 0
+		if stale {
+			port = ports[0] + ports[1] - port
+		}
 		switch k := r.IntN(10); {
 		case k == 0:
 			_, _ = f.guard.WriteToUDP([]byte("from port 7"), &net.UDPAddr{IP: f.ns.host4, Port: port})
@@ -228,7 +241,11 @@ func (f *soakFlooder) run(ctx context.Context, seed uint64, ports []int, rate in
 			f.want[seq] = sha256.Sum256(p)
 			f.mu.Unlock()
 			if _, err := f.c.WriteToUDP(p, &net.UDPAddr{IP: f.ns.host4, Port: port}); err == nil {
-				f.sent.Add(1)
+				if stale {
+					f.stale.Add(1)
+				} else {
+					f.sent.Add(1)
+				}
 			}
 		}
 		time.Sleep(per)
@@ -299,6 +316,8 @@ func TestSoak(t *testing.T) {
 	}
 	ports := []int{5555, 5556}
 	port := ports[0]
+	var current atomic.Int64
+	current.Store(int64(port))
 	writeCfg(port)
 	log := &syncBuffer{}
 	k := startKechod(t, cfg, log)
@@ -311,7 +330,7 @@ func TestSoak(t *testing.T) {
 			t.Logf("kechod's log (last part):\n%s", lastN(log.String(), 60))
 		}
 	})
-	if err := waitHealthy(k.cmd.Process.Pid, port, 60*time.Second); err != nil {
+	if err := waitHealthy(k, port, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -333,7 +352,7 @@ func TestSoak(t *testing.T) {
 		go silentCount(f.bc, &f.silentN)
 		fl = append(fl, f)
 		wg.Add(1)
-		go func() { defer wg.Done(); f.run(ctx, uint64(i)+uint64(time.Now().UnixNano()), ports, 150) }()
+		go func() { defer wg.Done(); f.run(ctx, uint64(i)+uint64(time.Now().UnixNano()), ports, &current, 150) }()
 	}
 
 	faults := map[string]int{}
@@ -346,9 +365,10 @@ func TestSoak(t *testing.T) {
 		case 0: // port change through SIGHUP
 			port = ports[(i/4+1)%2]
 			writeCfg(port)
+			current.Store(int64(port))
 			k.cmd.Process.Signal(syscall.SIGHUP)
 			faults["reload with a port change (SIGHUP)"]++
-			err = waitHealthy(k.cmd.Process.Pid, port, 60*time.Second)
+			err = waitHealthy(k, port, 60*time.Second)
 		case 1: // a rejected config keeps the old one
 			if werr := os.WriteFile(cfg, []byte("module:\n  port: 70000\n"), 0o644); werr != nil {
 				t.Fatal(werr)
@@ -359,7 +379,7 @@ func TestSoak(t *testing.T) {
 			if !k.alive() {
 				err = fmt.Errorf("kechod exited after a rejected reload: %v", k.err)
 			} else {
-				err = waitHealthy(k.cmd.Process.Pid, port, 60*time.Second)
+				err = waitHealthy(k, port, 60*time.Second)
 			}
 			writeCfg(port)
 		case 2: // kill -9 and restart
@@ -367,7 +387,7 @@ func TestSoak(t *testing.T) {
 			<-k.done
 			faults["kill -9 of kechod and restart"]++
 			k = startKechod(t, cfg, log)
-			err = waitHealthy(k.cmd.Process.Pid, port, 60*time.Second)
+			err = waitHealthy(k, port, 60*time.Second)
 		case 3: // rmmod behind kechod's back
 			_, rerr := run("rmmod", modName)
 			if rerr != nil {
@@ -375,7 +395,7 @@ func TestSoak(t *testing.T) {
 				break
 			}
 			faults["rmmod behind kechod's back"]++
-			err = waitHealthy(k.cmd.Process.Pid, port, 60*time.Second)
+			err = waitHealthy(k, port, 60*time.Second)
 		}
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("after fault %d (%v): %v", i+1, time.Since(start).Round(time.Second), err))
@@ -397,7 +417,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// The end state.
-	if err := waitHealthy(k.cmd.Process.Pid, port, 60*time.Second); err != nil {
+	if err := waitHealthy(k, port, 60*time.Second); err != nil {
 		t.Error(err)
 	}
 	if err := probeEcho(port, 10*time.Second); err != nil {
@@ -410,7 +430,7 @@ func TestSoak(t *testing.T) {
 		t.Logf("kechod check: %s", strings.TrimSpace(string(out)))
 	}
 
-	var sent, echoed, silent int64
+	var sent, stale, echoed, silent int64
 	for _, f := range fl {
 		f.c.Close()
 		f.guard.Close()
@@ -419,14 +439,17 @@ func TestSoak(t *testing.T) {
 			t.Error(b)
 		}
 		sent += f.sent.Load()
+		stale += f.stale.Load()
 		echoed += f.echoed.Load()
 		silent += f.silentN.Load()
 	}
 	if silent != 0 {
 		t.Errorf("%d datagrams came back to port 7 or to broadcast senders", silent)
 	}
-	if echoed < sent/2 {
-		t.Errorf("only %d of %d soak datagrams were echoed", echoed, sent)
+	// Faults lose what is in flight (and a port change everything sent
+	// to the old port until kecho is back): most must still come back.
+	if echoed < sent*6/10 {
+		t.Errorf("only %d of %d soak datagrams sent to the configured port were echoed", echoed, sent)
 	}
 
 	// Leaks: the flood's sockets are closed, kechod's probe socket is
@@ -456,8 +479,10 @@ func TestSoak(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%d× %s", n, name))
 		total += n
 	}
-	t.Logf("FIGURE soak: %v with %d flooding namespaces: %d datagrams sent, %d echoed intact, %d faults injected (%s); UDP sockets %d→%d",
-		soakTime.Round(time.Second), len(nss), sent, echoed, total, strings.Join(fs, ", "), sock0, sock1)
+	sort.Strings(fs)
+	t.Logf("FIGURE soak: %v with %d flooding namespaces: %d datagrams to the configured port (%d echoed intact, none twice or altered) and %d to the other one, %d faults injected (%s); UDP socket objects %d→%d, skbuff_head_cache %d→%d",
+		soakTime.Round(time.Second), len(nss), sent, echoed, stale, total, strings.Join(fs, ", "),
+		slab0["UDP"]+slab0["UDPv6"], slab1["UDP"]+slab1["UDPv6"], slab0["skbuff_head_cache"], slab1["skbuff_head_cache"])
 
 	k.cmd.Process.Signal(syscall.SIGTERM)
 	select {
