@@ -67,8 +67,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.VRounds, "variant-rounds", o.VRounds, "rounds over the module variants")
 	fs.StringVar(&o.Servers, "servers", o.Servers, "servers to measure")
 	fs.BoolVar(&o.Quiet, "q", false, "do not stream the guest's progress")
+	render := fs.String("render", "", "only re-render results.md and chart.png from DIR/results.json")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *render != "" {
+		res, err := Render(*render)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		fmt.Fprint(stdout, report.Markdown(res))
+		return 0
 	}
 	if *short {
 		s := ShortOptions()
@@ -208,6 +218,19 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*report.Results, s
 		return res, dir, fmt.Errorf("the benchmark VM run failed: %s (logs in %s)", strings.Join(vres.Problems(), "; "), vres.LogDir)
 	}
 	return res, dir, nil
+}
+
+// Render reads dir/results.json and rewrites results.md and chart.png.
+func Render(dir string) (*report.Results, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return nil, err
+	}
+	res := &report.Results{}
+	if err := json.Unmarshal(b, res); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "results.json"), err)
+	}
+	return res, Write(dir, res)
 }
 
 // Write stores results.json, results.md and chart.png in dir.

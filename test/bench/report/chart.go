@@ -124,7 +124,7 @@ func containsDot(s string) bool {
 // Chart draws a grouped bar chart of echoes per second: one group per
 // payload size, one bar per server, with a y axis, value labels on the
 // bars and a legend.
-func Chart(title string, groups []ChartGroup) *image.RGBA {
+func Chart(title, note string, groups []ChartGroup) *image.RGBA {
 	c := &canvas{img: image.NewRGBA(image.Rect(0, 0, ChartWidth, ChartHeight)), face: basicfont.Face7x13}
 	white, black := color.RGBA{0xff, 0xff, 0xff, 0xff}, color.RGBA{0, 0, 0, 0xff}
 	grid, axisText := color.RGBA{0xdd, 0xdd, 0xdd, 0xff}, color.RGBA{0x44, 0x44, 0x44, 0xff}
@@ -182,12 +182,14 @@ func Chart(title string, groups []ChartGroup) *image.RGBA {
 		c.rect(lx, ly+i*24, lx+14, ly+i*24+14, barColors[i%len(barColors)])
 		c.text(lx+20, ly+i*24+11, ServerLabel[s], 0, black)
 	}
-	c.text(ChartWidth/2, ChartHeight-15, "TCG-emulated guest: compare bar heights, not absolute rates", 1, axisText)
+	c.text(ChartWidth/2, ChartHeight-15, note, 1, axisText)
 	return c.img
 }
 
 // WriteChart encodes the chart of res as PNG.
 func WriteChart(w io.Writer, res *Results) error {
 	title := fmt.Sprintf("UDP echoes per second by payload size (kernel %s, %d vCPUs)", res.Kernel, res.GuestCPUs)
-	return png.Encode(w, Chart(title, ChartData(res)))
+	note := fmt.Sprintf("medians of %d rounds, host load %s; emulated CPU (%s): compare bar heights, not absolute rates",
+		res.Config.Rounds, res.HostLoad[0], res.Accel)
+	return png.Encode(w, Chart(title, note, ChartData(res)))
 }
