@@ -210,6 +210,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*report.Results, s
 	res.BootTime = vres.BootTime.Round(time.Second).String()
 	if out, err := r.Run(ctx, vm.Cmd{Dir: repo, Name: "git", Args: []string{"rev-parse", "--short", "HEAD"}}); err == nil {
 		res.Commit = strings.TrimSpace(string(out))
+		if out, err := r.Run(ctx, vm.Cmd{Dir: repo, Name: "git", Args: []string{"status", "--porcelain", "--", "dkms"}}); err == nil && len(bytes.TrimSpace(out)) > 0 {
+			res.Commit += " (dkms/ with uncommitted changes)"
+		}
 	}
 	if err := Write(dir, res); err != nil {
 		return res, dir, err

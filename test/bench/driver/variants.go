@@ -44,8 +44,8 @@ var Variants = []Variant{
 		Edits: []Edit{{"echo.c", "\tif (srv->wildcard)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);", "\tif (srv->wildcard && 0)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);"}}},
 	{Name: "combo-unbound", Desc: "echo-from-skb + budget-1024 + no-resched, WQ_UNBOUND kept", Edits: combo(false)},
 	{Name: "combo-percpu", Desc: "echo-from-skb + budget-1024 + no-resched on a per-CPU workqueue", Edits: combo(true)},
-	{Name: "no-bcast-lookup", Desc: "no inet_addr_type() FIB lookup per IPv4 datagram (upper bound of its cost)",
-		Edits: []Edit{{"filter.c", "\treturn inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;", "\treturn false && inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;"}}},
+	{Name: "no-bcast-lookup", Desc: "no inet_addr_type() FIB lookups per IPv4 datagram (upper bound of their cost)",
+		Edits: []Edit{{"filter.c", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n\tif (1)\n\t\treturn false;\n"}}},
 }
 
 // The edits of the variants that are also combined.
