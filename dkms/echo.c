@@ -10,7 +10,9 @@
  *   then exactly one of:
  *   drop_csum            bad UDP checksum (not logged);
  *   drop_loop            source port 0, kecho's own port, or 7, 9, 13,
- *                        17, 19, 37;
+ *                        17, 19, 37; or a source address whose echo
+ *                        would come back to this host (::, v4-mapped
+ *                        in IPv6, 0.0.0.0/8; see filter.c);
  *   drop_bcast           arrived as link-layer broadcast/multicast, or to
  *                        (or from) a broadcast or multicast address;
  *   drop_ratelimit       over max_pps in the current one-second window;
@@ -154,6 +156,7 @@ static bool kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 	unsigned int len = skb->len;
 	enum kecho_verdict verdict;
 	struct kecho_peer peer;
+	unsigned int copy;
 
 	kecho_stat_inc(KECHO_RX_PACKETS);
 	kecho_stat_add(KECHO_RX_BYTES, len);
@@ -166,8 +169,7 @@ static bool kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 		kecho_stat_inc(KECHO_DROP_CSUM_CNT);
 		return false;
 	}
-	if (unlikely(len > KECHO_MAX_PAYLOAD ||
-		     skb_copy_bits(skb, 0, srv->buf, len))) {
+	if (unlikely(len > KECHO_MAX_PAYLOAD)) {
 		kecho_stat_inc(KECHO_RX_ERRORS);
 		return false;
 	}
@@ -176,6 +178,18 @@ static bool kecho_handle(struct kecho_server *srv, struct sk_buff *skb)
 	verdict = kecho_filter(srv, skb, &peer);
 	if (verdict == KECHO_PASS && !kecho_rate_allow(srv))
 		verdict = KECHO_DROP_RATELIMIT;
+
+	/*
+	 * Copy what is used: the whole payload for an echo, only the logged
+	 * prefix for a drop, so that a flood kecho drops (max_pps, loop,
+	 * broadcast) costs no 64 KB copy per datagram.
+	 */
+	copy = verdict == KECHO_PASS ? len :
+	       min_t(unsigned int, len, KECHO_LOG_PREFIX);
+	if (unlikely(skb_copy_bits(skb, 0, srv->buf, copy))) {
+		kecho_stat_inc(KECHO_RX_ERRORS);
+		return false;
+	}
 
 	/* Log before sending: once the echo is back, the line is there. */
 	kecho_log_packet(&peer, srv->buf, len, verdict);

@@ -35,19 +35,48 @@ static bool kecho_is_bcast4(const struct sock *sk, __be32 daddr, __be32 saddr)
 	if (ipv4_is_multicast(daddr) || ipv4_is_lbcast(daddr) ||
 	    ipv4_is_multicast(saddr) || ipv4_is_lbcast(saddr))
 		return true;
-	/* A subnet-directed broadcast, e.g. 192.0.2.255 on 192.0.2.0/24. */
-	return inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST;
+	/*
+	 * A subnet-directed broadcast, e.g. 192.0.2.255 on 192.0.2.0/24, as
+	 * the destination, or as a (forged) source: the input path only
+	 * rejects that with rp_filter on, and the echo would be a directed
+	 * broadcast (which the stack refuses without SO_BROADCAST, so it
+	 * would only show up as a tx error).
+	 */
+	return inet_addr_type(sock_net(sk), daddr) == RTN_BROADCAST ||
+	       inet_addr_type(sock_net(sk), saddr) == RTN_BROADCAST;
+}
+
+/*
+ * A source address no real sender can have, whose echo the stack would
+ * turn back into this host: IPv6 sends to "::" go to ::1 (udpv6_sendmsg),
+ * IPv4 sends to 0.0.0.0/8 to a local address (ip_route_output). A forged
+ * datagram from [::]:P would otherwise reach a service bound to [::1]:P,
+ * from outside, through the loopback interface (and past a firewall that
+ * trusts lo). A v4-mapped source inside a native IPv6 packet is just as
+ * bogus: its echo would leave as IPv4, to an address the sender never
+ * used. The IPv6 input path accepts all three, IPv4 only 0.0.0.0 to the
+ * limited broadcast (dropped anyway) or from a local raw socket.
+ */
+static bool kecho_is_bogus_source(const struct kecho_peer *peer)
+{
+	if (peer->is_v4)
+		return ipv4_is_zeronet(peer->saddr4);
+	return ipv6_addr_any(&peer->saddr6) ||
+	       ipv6_addr_v4mapped(&peer->saddr6);
 }
 
 /*
  * kecho_filter - decide whether a datagram may be answered. The loop guard
- * is checked first, so a broadcast from port 7 counts as drop_loop.
+ * is checked first, so a broadcast from port 7 counts as drop_loop. A
+ * bogus source address (see above) counts as drop_loop too: its echo
+ * would come back to this host.
  */
 enum kecho_verdict kecho_filter(const struct kecho_server *srv,
 				const struct sk_buff *skb,
 				const struct kecho_peer *peer)
 {
-	if (kecho_is_loop_port(srv, ntohs(peer->sport)))
+	if (kecho_is_loop_port(srv, ntohs(peer->sport)) ||
+	    kecho_is_bogus_source(peer))
 		return KECHO_DROP_LOOP;
 
 	if (skb->pkt_type == PACKET_BROADCAST ||

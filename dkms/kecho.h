@@ -39,6 +39,9 @@
  */
 #define KECHO_MAX_PAYLOAD	(U16_MAX - sizeof(struct udphdr))
 
+/* Payload bytes a log line shows (log.c), escaped. */
+#define KECHO_LOG_PREFIX	64
+
 /* Socket buffer sizes, as for SO_RCVBUF/SO_SNDBUF (the kernel doubles them). */
 #define KECHO_SOCK_BUF		(2 << 20)
 

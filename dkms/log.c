@@ -15,7 +15,6 @@
 
 #include <linux/ratelimit.h>
 
-#define KECHO_LOG_PREFIX	64
 #define KECHO_LOG_INTERVAL	HZ	/* at most KECHO_LOG_BURST lines */
 #define KECHO_LOG_BURST		10	/* per KECHO_LOG_INTERVAL */
 

@@ -84,11 +84,62 @@ __MODULE_PARM_TYPE(bind_addr, "string");
 MODULE_PARM_DESC(bind_addr, "IPv4 or IPv6 address to bind; :: serves IPv6 and IPv4-mapped (default: "
 		 KECHO_DEFAULT_BIND ")");
 
-module_param_named(log_packets, kecho_log_packets, bool, 0644);
+/*
+ * log_packets and max_pps are written through sysfs while the work reads
+ * them (with READ_ONCE), so they are stored with WRITE_ONCE, not by the
+ * stock setters' plain stores. Every bad value is -EINVAL, also one too
+ * large for max_pps (kstrtouint says -ERANGE), with a line that names the
+ * parameter and what is allowed.
+ */
+static int kecho_log_packets_set(const char *val,
+				 const struct kernel_param *kp)
+{
+	bool v;
+
+	/* A bare "log_packets" means Y, as for the stock bool. */
+	if (!val)
+		val = "1";
+	if (kstrtobool(val, &v)) {
+		pr_err("log_packets: invalid value '%s': allowed is Y or N (also 1/0, y/n, on/off)\n",
+		       val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*(bool *)kp->arg, v);
+	return 0;
+}
+
+static const struct kernel_param_ops kecho_log_packets_ops = {
+	.flags = KERNEL_PARAM_OPS_FL_NOARG,
+	.set = kecho_log_packets_set,
+	.get = param_get_bool,
+};
+
+static int kecho_max_pps_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int v;
+
+	if (!val || kstrtouint(val, 0, &v)) {
+		pr_err("max_pps: invalid value '%s': allowed is 0 (no cap) to %u echoes per second\n",
+		       val ? val : "", UINT_MAX);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*(unsigned int *)kp->arg, v);
+	return 0;
+}
+
+static const struct kernel_param_ops kecho_max_pps_ops = {
+	.set = kecho_max_pps_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(log_packets, &kecho_log_packets_ops, &kecho_log_packets,
+		0644);
+__MODULE_PARM_TYPE(log_packets, "bool");
 MODULE_PARM_DESC(log_packets, "Log each datagram: source, length, escaped printable prefix of at most 64 bytes; always rate-limited (default: "
 		 KECHO_DEFAULT_LOG_STR ")");
 
-module_param_named(max_pps, kecho_max_pps, uint, 0644);
+module_param_cb(max_pps, &kecho_max_pps_ops, &kecho_max_pps, 0644);
+__MODULE_PARM_TYPE(max_pps, "uint");
 MODULE_PARM_DESC(max_pps, "Cap on echoes per second, 0 = no cap; excess is dropped and counted in drop_ratelimit (default: "
 		 __stringify(KECHO_DEFAULT_MAX_PPS) ")");
 

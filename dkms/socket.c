@@ -64,6 +64,15 @@ static void kecho_data_ready(struct sock *sk)
 
 	read_lock_bh(&sk->sk_callback_lock);
 	srv = sk->sk_user_data;
+	/*
+	 * The datagram is on the receive queue; order that before reading
+	 * the pending bit, against kecho_work() clearing it before it looks
+	 * at the queue. test_and_set_bit() is fully ordered even when it
+	 * finds the bit set only since 6.0 (and its stable backports); the
+	 * explicit barrier keeps a datagram from being stranded on weakly
+	 * ordered CPUs whatever the kernel (on x86 it costs nothing).
+	 */
+	smp_mb__before_atomic();
 	if (likely(srv) && !test_and_set_bit(KECHO_WORK_PENDING, &srv->flags))
 		queue_work(srv->wq, &srv->work);
 	read_unlock_bh(&sk->sk_callback_lock);
