@@ -117,10 +117,13 @@ func TestMain(m *testing.M) {
 type buildOpts struct {
 	Version  string   // "" = the repository's version
 	DKMSDir  string   // "" = dkmsTree()
-	Arches   []string // default amd64
+	Arches   []string // default amd64, arm64 (as `make packages`)
 	Formats  []string // default deb, rpm
 	Packages []string // default both
 }
+
+// All tests share as few builds as possible: the defaults (everything, as
+// `make packages` builds it) and the same with the next version.
 
 // build builds packages once per distinct buildOpts and returns them.
 func build(t *testing.T, o buildOpts) []pkgbuild.Artifact {
@@ -129,7 +132,7 @@ func build(t *testing.T, o buildOpts) []pkgbuild.Artifact {
 		o.DKMSDir = dkmsTree(t)
 	}
 	if len(o.Arches) == 0 {
-		o.Arches = []string{"amd64"}
+		o.Arches = []string{"amd64", "arm64"}
 	}
 	key := fmt.Sprintf("%+v", o)
 	buildMu.Lock()

@@ -198,8 +198,8 @@ func TestLifecycleDeb(t *testing.T) {
 	requireTools(t, howLifecycle, "dpkg-deb")
 	v1 := repoVersion(t)
 	v2 := nextPatch(t, v1)
-	a1 := build(t, buildOpts{Formats: []string{"deb"}})
-	a2 := build(t, buildOpts{Version: v2, Formats: []string{"deb"}})
+	a1 := build(t, buildOpts{})
+	a2 := build(t, buildOpts{Version: v2})
 	c := newChroot(t)
 	set1 := []string{find(t, a1, "kecho-dkms", "deb", "all"), find(t, a1, "kechod", "deb", "amd64")}
 	set2 := []string{find(t, a2, "kecho-dkms", "deb", "all"), find(t, a2, "kechod", "deb", "amd64")}
@@ -358,8 +358,8 @@ func TestLifecycleRPM(t *testing.T) {
 	requireTools(t, howLifecycle, "rpm")
 	v1 := repoVersion(t)
 	v2 := nextPatch(t, v1)
-	a1 := build(t, buildOpts{Formats: []string{"rpm"}})
-	a2 := build(t, buildOpts{Version: v2, Formats: []string{"rpm"}})
+	a1 := build(t, buildOpts{})
+	a2 := build(t, buildOpts{Version: v2})
 	c := newChroot(t)
 	set1 := []string{find(t, a1, "kecho-dkms", "rpm", "all"), find(t, a1, "kechod", "rpm", "amd64")}
 	set2 := []string{find(t, a2, "kecho-dkms", "rpm", "all"), find(t, a2, "kechod", "rpm", "amd64")}

@@ -235,8 +235,8 @@ func extractDeb(t *testing.T, deb string) debScripts {
 func dkmsRPMs(t *testing.T) (v1 string, s1 rpmScripts, v2 string, s2 rpmScripts) {
 	v1 = repoVersion(t)
 	v2 = nextPatch(t, v1)
-	a1 := build(t, buildOpts{Formats: []string{"deb", "rpm"}})
-	a2 := build(t, buildOpts{Version: v2, Formats: []string{"deb", "rpm"}})
+	a1 := build(t, buildOpts{})
+	a2 := build(t, buildOpts{Version: v2})
 	return v1, extractRPM(t, find(t, a1, "kecho-dkms", "rpm", "all")), v2, extractRPM(t, find(t, a2, "kecho-dkms", "rpm", "all"))
 }
 
@@ -335,8 +335,8 @@ func TestScriptsRPMDKMSBuildFailure(t *testing.T) {
 func TestScriptsRPMKechod(t *testing.T) {
 	requireTools(t, howScripts, "rpm", "dpkg-deb")
 	v1 := repoVersion(t)
-	s1 := extractRPM(t, find(t, build(t, buildOpts{Formats: []string{"deb", "rpm"}}), "kechod", "rpm", "amd64"))
-	s2 := extractRPM(t, find(t, build(t, buildOpts{Version: nextPatch(t, v1), Formats: []string{"deb", "rpm"}}), "kechod", "rpm", "amd64"))
+	s1 := extractRPM(t, find(t, build(t, buildOpts{}), "kechod", "rpm", "amd64"))
+	s2 := extractRPM(t, find(t, build(t, buildOpts{Version: nextPatch(t, v1)}), "kechod", "rpm", "amd64"))
 
 	// Without a running systemd (chroot, image build): only enable.
 	e := newScriptEnv(t, false)
@@ -371,8 +371,8 @@ func TestScriptsDebKechod(t *testing.T) {
 	requireTools(t, howScripts, "dpkg-deb")
 	v1 := repoVersion(t)
 	v2 := nextPatch(t, v1)
-	d1 := extractDeb(t, find(t, build(t, buildOpts{Formats: []string{"deb", "rpm"}}), "kechod", "deb", "amd64"))
-	d2 := extractDeb(t, find(t, build(t, buildOpts{Version: v2, Formats: []string{"deb", "rpm"}}), "kechod", "deb", "amd64"))
+	d1 := extractDeb(t, find(t, build(t, buildOpts{}), "kechod", "deb", "amd64"))
+	d2 := extractDeb(t, find(t, build(t, buildOpts{Version: v2}), "kechod", "deb", "amd64"))
 	enable := []string{"deb-systemd-helper unmask kechod.service", "deb-systemd-helper --quiet was-enabled kechod.service", "deb-systemd-helper enable kechod.service"}
 
 	// Without a running systemd (chroot, image build): enable only.
@@ -443,8 +443,8 @@ func TestScriptsDebDKMS(t *testing.T) {
 	requireTools(t, howScripts, "dpkg-deb", "rpm")
 	v1 := repoVersion(t)
 	v2 := nextPatch(t, v1)
-	d1 := extractDeb(t, find(t, build(t, buildOpts{Formats: []string{"deb", "rpm"}}), "kecho-dkms", "deb", "all"))
-	d2 := extractDeb(t, find(t, build(t, buildOpts{Version: v2, Formats: []string{"deb", "rpm"}}), "kecho-dkms", "deb", "all"))
+	d1 := extractDeb(t, find(t, build(t, buildOpts{}), "kecho-dkms", "deb", "all"))
+	d2 := extractDeb(t, find(t, build(t, buildOpts{Version: v2}), "kecho-dkms", "deb", "all"))
 	installs := func(v string) []string {
 		return []string{"dkms install -m kecho -v " + v + " -k 6.1.0-9-amd64", "dkms install -m kecho -v " + v + " -k 6.1.0-10-amd64"}
 	}
