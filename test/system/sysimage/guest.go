@@ -43,7 +43,7 @@ const checkScript = `#!/bin/bash
 set +e
 exec 3>/dev/ttyS1
 stty -F /dev/ttyS1 raw -echo 115200 2>/dev/null
-export SYSTEMD_COLORS=0 SYSTEMD_PAGER= LC_ALL=C.UTF-8
+export SYSTEMD_COLORS=0 SYSTEMD_PAGER='' LC_ALL=C.UTF-8
 observe=$(sed -n 's/.*kecho\.observe=\([0-9]*\).*/\1/p' /proc/cmdline)
 observe=${observe:-0}
 
