@@ -41,6 +41,27 @@
 // was built with) and Spec.Env; `modprobe kecho` works; the tests run as
 // root from /tmp.
 //
+// Shell scripts in the guest (Spec.Script) source /etc/kecho-vm/profile,
+// which defines modprobe, insmod, rmmod, lsmod, modinfo, depmod and ip as
+// functions calling the real tools: Debian's busybox shell would otherwise
+// run its own applets of those names before searching $PATH. Go tests
+// using os/exec get the real tools through $PATH.
+//
+// Environment knobs:
+//
+//	KECHO_VM_KVER=<release>   boot that kernel instead of the newest one
+//	KECHO_VM_ROOT=<dir>       find it in a tree of extracted .debs
+//	KECHO_VM_MODULE_SRC=<dir> build kecho from another source tree
+//	KECHO_VM_NOCACHE=1        rebuild kecho.ko instead of reusing a cached
+//	                          build (CacheRoot()/vm-modules, keyed by a hash
+//	                          of sources, kernel, headers, compiler, version)
+//	KECHO_VM_ACCEL=kvm        boot with KVM instead of TCG
+//	KECHO_GUEST_RUN=<regexp>  -test.run filter for TestModuleInGuest
+//	KECHO_REQUIRE_VM=1        missing prerequisites fail instead of skip
+//
+// Root is not needed: qemu runs under TCG, and the initramfs (device
+// nodes included) is written by this package, not by cpio.
+//
 // Prerequisites (Missing, Require): qemu-system-x86, busybox-static,
 // kmod, iproute2, make, gcc and a kernel image with modules and headers.
 // Without them a test skips, except under KECHO_REQUIRE_VM=1 (`make
