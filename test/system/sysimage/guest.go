@@ -87,7 +87,7 @@ rc=$?
 t1=$(now_ms)
 echo "=== begin reload" >&3
 echo "reload_ms=$((t1 - t0))" >&3
-echo "=== end reload rc=$rc" >&3
+echo "=== end reload rc=$rc t=$(cut -d" " -f1 /proc/uptime)" >&3
 sleep 2
 section is-active-after-reload systemctl is-active kechod.service
 section show-after-reload show
