@@ -104,6 +104,9 @@ func TestDebugKernel(t *testing.T) {
 	if _, ok := spec.Env["KECHO_SOAK_DURATION"]; !ok {
 		spec.Env["KECHO_SOAK_DURATION"] = "2m"
 	}
+	if _, ok := spec.Env["KECHO_FUZZ_DATAGRAMS"]; !ok {
+		spec.Env["KECHO_FUZZ_DATAGRAMS"] = "3000" // KASAN and lockdep make every datagram slower
+	}
 	spec.Script = kmemleakScript
 	spec.Memory = 2048
 	spec.Timeout = 75 * time.Minute

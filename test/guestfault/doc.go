@@ -11,7 +11,8 @@
 //
 // Knobs (environment, passed into the guest by test/fault):
 //
-//	KECHO_FUZZ_DATAGRAMS  datagrams per fuzz pass (default 3000)
+//	KECHO_FUZZ_DATAGRAMS  datagrams in the fuzz's dual-stack pass (default 8000;
+//	                      the IPv4-only pass sends a third of that)
 //	KECHO_SOAK_DURATION   length of the soak (default 2m)
 //
 // Every test loads and unloads kecho itself and leaves it unloaded.

@@ -29,8 +29,9 @@ import (
 //	          checksum: the echo goes to the forged address and port,
 //	          exactly once, with exactly the UDP payload; a sniffer on the
 //	          peer link sees it
-//	guarded   source port 0, 7, 9, 13, 17, 19, 37 or 5555: never
-//	          answered, drop_loop
+//	guarded   source port 0, 7, 9, 13, 17, 19, 37 or 5555, or (IPv6) a
+//	          source of :: or a v4-mapped address: never answered,
+//	          drop_loop
 //	bcast     subnet and limited broadcast, 224.0.0.1, ff02::1, unicast in
 //	          a link-layer broadcast/multicast frame: never answered,
 //	          drop_bcast
@@ -110,7 +111,7 @@ func fuzzCount(t *testing.T) int {
 		}
 		return n
 	}
-	return 3000
+	return 8000
 }
 
 func fuzzSeed(t *testing.T) uint64 {
@@ -600,9 +601,20 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 	go func() {
 		defer wg.Done()
 		r := rand.New(rand.NewPCG(seed, 2))
+		bogus6 := []net.IP{net.IPv6unspecified, net.ParseIP("::ffff:" + ns.peer4.String()), net.ParseIP("::ffff:" + ns.host4.String())}
 		for i := 0; i < plan[clsGuarded]; i++ {
 			var desc string
-			if r.IntN(len(guards)+2) < 2 {
+			if v6 && r.IntN(8) == 0 {
+				// A source no sender can have, whose echo would come
+				// back to this host: also drop_loop.
+				u := udpSpec{src: bogus6[r.IntN(len(bogus6))], dst: ns.host6, sport: randPort(r), dport: echoPort, payload: randPayload(r, randSize(r, maxPayload6))}
+				if err := sendRaw(u, ns.hostMAC); err != nil {
+					fail("bogus IPv6 source: %v", err)
+					return
+				}
+				tally.add(clsGuarded, len(u.payload), "drop_loop")
+				desc = fmt.Sprintf("raw [%v]:%d -> %v, %d bytes", u.src, u.sport, u.dst, len(u.payload))
+			} else if r.IntN(len(guards)+2) < 2 {
 				src, dst, max := pick(r)
 				u := udpSpec{src: src, dst: dst, sport: 0, dport: echoPort, payload: randPayload(r, randSize(r, max))}
 				if err := sendRaw(u, ns.hostMAC); err != nil {

@@ -71,8 +71,8 @@ func (u udpSpec) udpBytes() []byte {
 	binary.BigEndian.PutUint16(b[4:], uint16(claim))
 	copy(b[8:], u.payload)
 	var s uint32
-	if v4 := u.src.To4(); v4 != nil {
-		s = sum16(v4, 0)
+	if u.dst.To4() != nil {
+		s = sum16(u.src.To4(), 0)
 		s = sum16(u.dst.To4(), s)
 		s += 17 + uint32(claim)
 	} else {
@@ -102,7 +102,9 @@ func (u udpSpec) udpBytes() []byte {
 func (u udpSpec) packets(mtu int) ([][]byte, uint16) {
 	l4 := u.udpBytes()
 	id := rand.Uint32()
-	if u.src.To4() != nil {
+	// The destination decides the family: a source may be v4-mapped
+	// inside a native IPv6 packet.
+	if u.dst.To4() != nil {
 		return frag4(u.src.To4(), u.dst.To4(), uint16(id), l4, mtu), unix.ETH_P_IP
 	}
 	return frag6(u.src.To16(), u.dst.To16(), id, l4, mtu), unix.ETH_P_IPV6
