@@ -103,7 +103,11 @@ func run(ctx context.Context, dist string, verbose, keep bool) error {
 		if !ok {
 			continue
 		}
-		fmt.Printf("root@vm:~# %s\n%s\n", s.cmd, strings.TrimRight(st.Out, "\n"))
+		out := strings.TrimRight(st.Out, "\n")
+		if ms, ok := strings.CutPrefix(out, "reload_ms="); ok {
+			out = "(returned after " + ms + " ms)"
+		}
+		fmt.Printf("root@vm:~# %s\n%s\n", s.cmd, out)
 		if st.RC != 0 {
 			fmt.Printf("(exit status %d)\n", st.RC)
 		}
