@@ -137,7 +137,10 @@ kecho_build_all() {
 	done
 	kecho_log "summary for $KECHO_MODULE/$KECHO_VERSION: installed for:${KECHO_BUILT:- none}; failed:${KECHO_FAILED:- none}; skipped:${KECHO_SKIPPED:- none}"
 	if [ -n "$KECHO_FAILED" ]; then
-		kecho_log "the package stays installed; fix the cause, then run: dkms autoinstall -k <kernel>" >&2
+		kecho_log "the package stays installed; fix the cause (see the build log), then run:" >&2
+		for kernel in $KECHO_FAILED; do
+			kecho_log "  dkms install -m $KECHO_MODULE -v $KECHO_VERSION -k $kernel" >&2
+		done
 	fi
 }
 

@@ -324,12 +324,17 @@ func TestLifecycleDebBuildFailure(t *testing.T) {
 	arts := build(t, buildOpts{DKMSDir: broken, Formats: []string{"deb"}, Packages: []string{"kecho-dkms"}})
 	c := newChroot(t)
 	out := c.install(nil, find(t, arts, "kecho-dkms", "deb", "all"))
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "kecho-dkms:") || strings.Contains(l, "make.log") {
+			t.Logf("apt: %s", l)
+		}
+	}
 	log := "/var/log/kecho-dkms/make-" + c.kernel + ".log"
 	if !strings.Contains(out, c.kernel+": BUILD FAILED") || !strings.Contains(out, "build log: "+log) {
 		t.Errorf("the failed build is not reported with its kernel and log:\n%s", out)
 	}
-	if !strings.Contains(out, "failed: "+c.kernel) {
-		t.Errorf("the summary does not name the failed kernel:\n%s", out)
+	if !strings.Contains(out, "failed: "+c.kernel) || !strings.Contains(out, "dkms install -m kecho -v "+v+" -k "+c.kernel) {
+		t.Errorf("the summary does not name the failed kernel and how to retry:\n%s", out)
 	}
 	if b, err := os.ReadFile(c.Path(log)); err != nil || !strings.Contains(string(b), "undeclared_identifier") {
 		t.Errorf("%s does not hold the compiler's error: %v\n%s", log, err, b)
