@@ -12,7 +12,8 @@
  *   drop_loop            source port 0, kecho's own port, or 7, 9, 13,
  *                        17, 19, 37; or a source address whose echo
  *                        would come back to this host (::, v4-mapped
- *                        in IPv6, 0.0.0.0/8; see filter.c);
+ *                        in IPv6, 0.0.0.0/8, or one of the host's own
+ *                        IPv6 addresses from outside; see filter.c);
  *   drop_bcast           arrived as link-layer broadcast/multicast, or to
  *                        (or from) a broadcast or multicast address;
  *   drop_ratelimit       over max_pps in the current one-second window;

@@ -6,7 +6,10 @@
 
 #include <linux/if_packet.h>
 #include <linux/jiffies.h>
+#include <linux/netdevice.h>
+#include <net/addrconf.h>
 #include <net/ipv6.h>
+#include <net/l3mdev.h>
 #include <net/route.h>
 
 /*
@@ -66,17 +69,49 @@ static bool kecho_is_bogus_source(const struct kecho_peer *peer)
 }
 
 /*
+ * An IPv6 datagram from one of this host's own addresses that came in
+ * over a real interface is forged: the host's own traffic to itself
+ * arrives through the loopback device (or its VRF device). IPv4 input
+ * rejects such a source (fib_validate_source, unless accept_local is set);
+ * IPv6 input does not. Its echo would go to that local address through lo,
+ * to a service on the same port there, past a firewall that trusts lo.
+ */
+static bool kecho_is_spoofed_self6(const struct sock *sk,
+				   const struct sk_buff *skb,
+				   const struct in6_addr *saddr)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	struct net *net = sock_net(sk);
+	struct net_device *dev;
+	bool spoofed;
+
+	if (!ipv6_chk_addr(net, saddr, NULL, 0))
+		return false;
+	rcu_read_lock();
+	dev = dev_get_by_index_rcu(net, skb->skb_iif);
+	spoofed = dev && !(dev->flags & IFF_LOOPBACK) &&
+		  !netif_is_l3_master(dev);
+	rcu_read_unlock();
+	return spoofed;
+#else
+	return false;
+#endif
+}
+
+/*
  * kecho_filter - decide whether a datagram may be answered. The loop guard
  * is checked first, so a broadcast from port 7 counts as drop_loop. A
- * bogus source address (see above) counts as drop_loop too: its echo
- * would come back to this host.
+ * bogus or spoofed source address (see above) counts as drop_loop too:
+ * its echo would come back to this host.
  */
 enum kecho_verdict kecho_filter(const struct kecho_server *srv,
 				const struct sk_buff *skb,
 				const struct kecho_peer *peer)
 {
 	if (kecho_is_loop_port(srv, ntohs(peer->sport)) ||
-	    kecho_is_bogus_source(peer))
+	    kecho_is_bogus_source(peer) ||
+	    (!peer->is_v4 &&
+	     kecho_is_spoofed_self6(srv->sock->sk, skb, &peer->saddr6)))
 		return KECHO_DROP_LOOP;
 
 	if (skb->pkt_type == PACKET_BROADCAST ||

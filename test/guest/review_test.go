@@ -222,3 +222,77 @@ func TestBroadcastSourceIsDropBcast(t *testing.T) {
 	expectCounters(t, "after a datagram from 127.255.255.255", d,
 		map[string]uint64{"drop_bcast": 1, "tx_packets": 0, "tx_errors": 0})
 }
+
+// An IPv6 datagram forged from outside with one of the host's own
+// addresses as its source is dropped (drop_loop): its echo would go to that
+// address over lo, to whatever listens on the sender's port there. The
+// host's own datagrams from that same address (which arrive over lo) are
+// still answered.
+func TestSpoofedOwnIPv6SourceNotReflected(t *testing.T) {
+	setupPeer(t)
+	const host6, peer6 = "fd77::1", "fd77::2"
+	mustRun(t, "ip", "addr", "add", host6+"/64", "dev", "veth0", "nodad")
+	mustRun(t, "ip", "-n", peerNS, "addr", "add", peer6+"/64", "dev", "veth1", "nodad")
+	load(t, "bind_addr=::")
+
+	// The peer's own IPv6 works, so a drop below is kecho's doing.
+	inPeer(t, func() error {
+		c, err := net.ListenUDP("udp6", udpAddr(peer6, 0))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.WriteToUDP([]byte("v6 over veth"), udpAddr(host6, echoPort)); err != nil {
+			return err
+		}
+		buf := make([]byte, 64)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil || string(buf[:n]) != "v6 over veth" {
+			return errors.New("no IPv6 echo over veth: " + errString(err))
+		}
+		return nil
+	})
+
+	victim := listenUDP(t, "udp6", udpAddr(host6, 0))
+	vport := uint16(victim.LocalAddr().(*net.UDPAddr).Port)
+	before := readCounters(t)
+	pkt := rawUDP6(net.ParseIP(host6), net.ParseIP(host6), vport, echoPort, []byte("spoofed self"))
+	inPeer(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		var sa unix.SockaddrInet6
+		copy(sa.Addr[:], net.ParseIP(host6).To16())
+		return unix.Sendto(fd, pkt, 0, &sa)
+	})
+	d := waitCounter(t, 3*time.Second, func(c counters) bool {
+		dd := c.sub(before)
+		return dd["rx_packets"] >= 1 && dd["drop_loop"]+dd["tx_packets"]+dd["tx_errors"] >= 1
+	}).sub(before)
+	if d["rx_packets"] != 1 {
+		t.Fatalf("kecho did not receive the datagram forged from %s (counters %s); this test proves nothing", host6, d)
+	}
+	buf := make([]byte, 64)
+	_ = victim.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, from, err := victim.ReadFromUDP(buf); err == nil {
+		t.Errorf("datagram forged from [%s]:%d was reflected to the local listener: %q from %v", host6, vport, buf[:n], from)
+	}
+	d = readCounters(t).sub(before)
+	expectCounters(t, "after a datagram forged from the host's own address", d,
+		map[string]uint64{"drop_loop": 1, "tx_packets": 0, "tx_errors": 0})
+
+	// The host itself, from the same address, is answered.
+	if got := echo(t, victim, udpAddr(host6, echoPort), []byte("really me"), 5*time.Second); string(got) != "really me" {
+		t.Fatalf("echo = %q", got)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "wrong payload"
+	}
+	return err.Error()
+}
