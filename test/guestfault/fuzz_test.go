@@ -616,7 +616,8 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 				desc = fmt.Sprintf("raw [%v]:%d -> %v, %d bytes", u.src, u.sport, u.dst, len(u.payload))
 			} else if r.IntN(len(guards)+2) < 2 {
 				src, dst, max := pick(r)
-				u := udpSpec{src: src, dst: dst, sport: 0, dport: echoPort, payload: randPayload(r, randSize(r, max))}
+				p := randPayload(r, randSize(r, max))
+				u := udpSpec{src: fragSource(ns, src, len(p), 1500), dst: dst, sport: 0, dport: echoPort, payload: p}
 				if err := sendRaw(u, ns.hostMAC); err != nil {
 					fail("guarded port 0: %v", err)
 					return
@@ -705,7 +706,8 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 			if r.IntN(4) == 0 {
 				sport = uint16(append(guardedPorts, echoPort)[r.IntN(len(guardedPorts)+1)])
 			}
-			u := udpSpec{src: src, dst: dst, sport: sport, dport: echoPort, payload: randPayload(r, randSize(r, max)), csum: csumBad}
+			p := randPayload(r, randSize(r, max))
+			u := udpSpec{src: fragSource(ns, src, len(p), 1500), dst: dst, sport: sport, dport: echoPort, payload: p, csum: csumBad}
 			if err := sendRaw(u, ns.hostMAC); err != nil {
 				fail("bad checksum: %v", err)
 				return

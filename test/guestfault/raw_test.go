@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func (u udpSpec) udpBytes() []byte {
 // at most mtu bytes) and the EtherType for u.
 func (u udpSpec) packets(mtu int) ([][]byte, uint16) {
 	l4 := u.udpBytes()
-	id := rand.Uint32()
+	id := fragID.Add(1)
 	// The destination decides the family: a source may be v4-mapped
 	// inside a native IPv6 packet.
 	if u.dst.To4() != nil {
@@ -217,6 +218,28 @@ func (r *rawLink) send(u udpSpec, dst net.HardwareAddr, mtu int) error {
 		}
 	}
 	return nil
+}
+
+// fragID numbers the raw datagrams' fragments in sequence, so that two
+// of them in reassembly at once never share an ID. (Fragmented raw
+// datagrams claim sources that no kernel socket uses, so they cannot
+// collide with the kernel's IDs either; see fragSource.)
+var fragID = func() *atomic.Uint32 {
+	var a atomic.Uint32
+	a.Store(rand.Uint32())
+	return &a
+}()
+
+// fragSource keeps src for a datagram that fits the MTU and otherwise
+// returns the namespace's forged address of the same family.
+func fragSource(ns *netns, src net.IP, payload, mtu int) net.IP {
+	if src.To4() != nil && 28+payload > mtu {
+		return ns.forged4
+	}
+	if src.To4() == nil && 48+payload > mtu {
+		return ns.forged6
+	}
+	return src
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
