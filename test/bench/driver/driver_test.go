@@ -196,8 +196,14 @@ func TestBenchSmoke(t *testing.T) {
 	if x := sum[[2]string{report.Kecho, report.RTT64}]; x == nil || x.P50 <= 0 {
 		t.Errorf("kecho latency: %+v", x)
 	}
-	if len(res.Footprints) != 2 || res.Footprints[0].Error != "" || res.Footprints[0].Ready <= 0 || res.Footprints[0].MaxRSSKiB == 0 {
-		t.Errorf("kechod footprint: %+v", res.Footprints)
+	// kechod at the default interval and at 10/s, and the control prober.
+	if len(res.Footprints) != 3 {
+		t.Fatalf("footprints: %+v", res.Footprints)
+	}
+	for _, f := range res.Footprints {
+		if f.Error != "" || f.MaxRSSKiB == 0 || f.CPUNS == 0 || f.Period <= 0 || (f.Name != "control" && f.Ready <= 0) {
+			t.Errorf("footprint %s: %+v", f.Name, f)
+		}
 	}
 	for _, f := range []string{"results.md", "results.json", "chart.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
