@@ -471,7 +471,7 @@ func (o *Options) pack(info *nfpm.Info, format, pkg, arch string) (Artifact, err
 }
 
 // Build products of a kernel module build that must not be shipped.
-var buildProducts = regexp.MustCompile(`(^|/)(\.[^/]*\.cmd|[^/]*\.(o|ko|mod|mod\.c|a|order|symvers|dwo)|\.tmp_versions|\.cache\.mk|compat_gen\.h|modules\.order|Module\.symvers|\.git[^/]*)(/|$)`)
+var buildProducts = regexp.MustCompile(`(^|/)(\.[^/]*\.cmd|[^/]*\.(o|ko|mod|mod\.c|a|order|symvers|dwo)|\.tmp_versions|\.cache\.mk|compat_gen\.h[^/]*|\.compat|modules\.order|Module\.symvers|\.git[^/]*)(/|$)`)
 
 // stageDKMS copies the module sources (without build products) into dst,
 // rewriting dkms.conf's PACKAGE_VERSION, and returns their package contents

@@ -83,6 +83,7 @@ func TestDKMSSourceFilesSkipsBuildProducts(t *testing.T) {
 		"dkms.conf", "Makefile", "Kbuild", "kecho.c", "compat/probe.c", "scripts/gen.sh",
 		"kecho.o", "kecho.ko", "kecho.mod", "kecho.mod.c", ".kecho.o.cmd", "modules.order",
 		"Module.symvers", "compat_gen.h", ".tmp_versions/x", "compat/.probe.o.cmd",
+		".compat/base.log", ".compat/skb_recv_udp_noblock.o", "compat_gen.h.tmp.123",
 	} {
 		p := filepath.Join(dir, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
