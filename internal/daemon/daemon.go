@@ -101,12 +101,34 @@ type daemon struct {
 	rejected  string // why the last reload was rejected, until one is accepted
 	stateWarn bool
 	probeTick Ticker
+
+	pid         int
+	stateFile   *state.Writer
+	writeEvery  int // write the state file after this many probes without a state change
+	unwritten   int // probes since the state file was written
+	seen        *moduleView
+	endpointStr string
+}
+
+// stateRefresh bounds how old the probe counts in the state file get when
+// nothing else changes: at probe intervals shorter than this the file is
+// rewritten every stateRefresh/interval probes instead of after each one.
+// It is far below the staleness limit of `kechod status` (three intervals
+// plus a minute, state.Check).
+const stateRefresh = time.Second
+
+// moduleView is what one tick read of the module from sysfs, reused for
+// the state file written at the end of the same tick.
+type moduleView struct {
+	loaded    bool
+	params    kmod.Params
+	paramsErr error
 }
 
 // Run runs the service until SIGTERM/SIGINT or ctx ends (nil error) or the
 // start fails (*StartupError).
 func Run(ctx context.Context, o Options) error {
-	d := &daemon{o: o, log: o.Logger, n: o.Notifier, clk: o.Clock}
+	d := &daemon{o: o, log: o.Logger, n: o.Notifier, clk: o.Clock, pid: os.Getpid()}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -131,6 +153,11 @@ func Run(ctx context.Context, o Options) error {
 func (d *daemon) take(l *config.Loaded) {
 	d.loaded, d.cfg = l, l.Config
 	d.track.Threshold = d.cfg.Health.FailureThreshold
+	d.writeEvery = max(1, int(stateRefresh/max(d.cfg.Health.Interval, 1)))
+	d.endpointStr = d.endpoint()
+	if d.stateFile == nil && d.o.StateDir != "" {
+		d.stateFile = state.NewWriter(d.o.StateDir)
+	}
 	if m := d.mod.Load(); m == nil || m.Name != d.cfg.Module.Name {
 		d.mod.Store(&kmod.Manager{Name: d.cfg.Module.Name, Runner: d.o.Runner, SysfsRoot: d.o.SysfsRoot, Logger: d.log})
 	}
@@ -275,7 +302,9 @@ func (d *daemon) probe(ctx context.Context) health.Result {
 	d.track.Observe(r)
 	d.met.ObserveProbe(r, d.track.Consecutive)
 	if r.OK() {
-		d.log.Debug("probe ok", "target", r.Target.String(), "rtt", r.RTT)
+		if d.log.Enabled(ctx, slog.LevelDebug) {
+			d.log.Debug("probe ok", "target", r.Target.String(), "rtt", r.RTT)
+		}
 	} else {
 		d.log.Warn("probe failed", "target", r.Target.String(), "result", string(r.Outcome),
 			"reason", r.Reason(), "consecutive", d.track.Consecutive, "threshold", d.track.Threshold)
@@ -289,13 +318,19 @@ func (d *daemon) probe(ctx context.Context) health.Result {
 // check is one tick of the health loop.
 func (d *daemon) check(ctx context.Context) {
 	m := d.mod.Load()
-	if !m.Loaded() {
+	v := moduleView{loaded: m.Loaded()}
+	if v.loaded {
+		v.params, v.paramsErr = m.Params()
+	}
+	d.seen = &v
+	defer func() { d.seen = nil }()
+	if !v.loaded {
 		reason := "module " + m.Name + " is not loaded (removed behind kechod's back)"
 		d.log.Warn("module disappeared", "module", m.Name)
 		d.recover(ctx, reason)
 		return
 	}
-	if have, err := m.Params(); err == nil && !have.Equal(Params(d.cfg)) {
+	if have, err := v.params, v.paramsErr; err == nil && !have.Equal(Params(d.cfg)) {
 		reason := "module " + m.Name + " runs with " + strings.Join(have.Diff(Params(d.cfg)), ", ")
 		d.log.Warn("module parameters changed behind kechod's back", "module", m.Name,
 			"running", have.String(), "config", Params(d.cfg).String())
@@ -328,6 +363,7 @@ func (d *daemon) check(ctx context.Context) {
 // recover reloads the module (recovery: reload) and probes it again; with
 // recovery: none it only reports the problem.
 func (d *daemon) recover(ctx context.Context, reason string) {
+	d.seen = nil // what check read of the module is about to change
 	m := d.mod.Load()
 	if d.cfg.Health.Recovery != config.RecoveryReload {
 		d.setState(state.Unhealthy, reason)
@@ -474,20 +510,26 @@ func (d *daemon) stop(ctx context.Context) error {
 	return nil
 }
 
-// setState records the state, sends STATUS and rewrites the state file.
+// setState records the state, sends STATUS and rewrites the state file:
+// at once when the state or its reason changed, else (only the probe
+// counts changed) after writeEvery such calls.
 func (d *daemon) setState(st, reason string) {
-	if st != d.st || reason != d.reason {
+	changed := st != d.st || reason != d.reason
+	if changed {
 		d.since = d.clk.Now()
 	}
 	d.st, d.reason = st, reason
 	d.met.SetState(st)
-	d.writeState()
-	d.n.Status(d.status())
+	status := d.status()
+	if d.unwritten++; changed || d.unwritten >= d.writeEvery {
+		d.writeStateStatus(status)
+	}
+	d.n.Status(status)
 }
 
 // status is the STATUS= line.
 func (d *daemon) status() string {
-	counts := fmt.Sprintf("%d/%d probes ok", d.track.OK, d.track.Total)
+	counts := strconv.FormatUint(d.track.OK, 10) + "/" + strconv.FormatUint(d.track.Total, 10) + " probes ok"
 	var s string
 	switch d.st {
 	case state.Starting:
@@ -500,7 +542,7 @@ func (d *daemon) status() string {
 		s = "stopping…"
 	case state.Healthy:
 		rtt := "rtt " + msec(d.track.LastOK.RTT)
-		s = "healthy · " + d.endpoint() + " · " + rtt + " · " + counts
+		s = "healthy · " + d.endpointStr + " · " + rtt + " · " + counts
 	case state.Unhealthy:
 		s = "unhealthy · " + d.reason + " · " + counts
 	case state.Recovering:
@@ -538,15 +580,25 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
-func (d *daemon) writeState() {
-	if d.o.StateDir == "" {
+func (d *daemon) writeState() { d.writeStateStatus(d.status()) }
+
+// writeStateStatus writes the state file with status as its STATUS line.
+// The module is read from sysfs unless this tick's check already did.
+func (d *daemon) writeStateStatus(status string) {
+	d.unwritten = 0
+	if d.stateFile == nil {
 		return
 	}
 	m := d.mod.Load()
+	v := d.seen
+	if v == nil {
+		v = &moduleView{loaded: m.Loaded()}
+		v.params, v.paramsErr = m.Params()
+	}
 	s := state.State{
-		State: d.st, Reason: d.reason, Status: d.status(), Since: d.since, Updated: d.clk.Now(),
-		PID: os.Getpid(), Version: d.o.Version, ConfigFiles: d.loaded.Files,
-		Module: state.Module{Name: m.Name, Loaded: m.Loaded(), ByKechod: m.LoadedByUs()},
+		State: d.st, Reason: d.reason, Status: status, Since: d.since, Updated: d.clk.Now(),
+		PID: d.pid, Version: d.o.Version, ConfigFiles: d.loaded.Files,
+		Module: state.Module{Name: m.Name, Loaded: v.loaded, ByKechod: m.LoadedByUs()},
 		Probes: state.Probes{
 			Target: d.cfg.ProbeTarget().String(), Interval: state.Duration(d.cfg.Health.Interval),
 			OK: d.track.OK, Total: d.track.Total, Consecutive: d.track.Consecutive,
@@ -558,7 +610,7 @@ func (d *daemon) writeState() {
 	if s.ConfigFiles == nil {
 		s.ConfigFiles = []string{}
 	}
-	if p, err := m.Params(); err == nil {
+	if p, err := v.params, v.paramsErr; err == nil {
 		s.Module.Params = map[string]string{}
 		for _, a := range p.Args() {
 			k, v, _ := strings.Cut(a, "=")
@@ -570,7 +622,7 @@ func (d *daemon) writeState() {
 		s.Probes.LastResult = string(d.track.Last.Outcome)
 		s.Probes.LastRTT = state.Duration(d.track.LastOK.RTT)
 	}
-	if err := state.Write(d.o.StateDir, s); err != nil && !d.stateWarn {
+	if err := d.stateFile.Write(s); err != nil && !d.stateWarn {
 		d.stateWarn = true
 		d.log.Warn("cannot write state file", "err", err)
 	}

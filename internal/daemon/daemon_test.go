@@ -468,3 +468,44 @@ func TestRealClock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// At probe intervals under 1 s the state file is rewritten after every
+// second's worth of probes, and at once on a state change; STATUS still
+// follows every probe.
+func TestStateFileCadenceAtShortInterval(t *testing.T) {
+	c := testConfig(t)
+	c.Health.Interval = 200 * time.Millisecond
+	r := newRig(t, c)
+	dir := t.TempDir()
+	r.opts.StateDir = dir
+	r.start()
+	r.expect("STATUS=starting…", "STATUS=loading module", healthy(r, 1, 1), "READY=1")
+	total := func() uint64 {
+		t.Helper()
+		st, err := state.Read(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Probes.Total
+	}
+	first, _ := state.Read(dir)
+	for i := 2; i <= 5; i++ {
+		r.clk.Advance(c.Health.Interval)
+		r.expect(healthy(r, i, i))
+		if got := total(); got != 1 {
+			t.Fatalf("after probe %d the state file has %d probes, want 1 (written every 5 probes)", i, got)
+		}
+	}
+	r.clk.Advance(c.Health.Interval)
+	r.expect(healthy(r, 6, 6))
+	st, _ := state.Read(dir)
+	if st.Probes.Total != 6 || st.Status != strings.TrimPrefix(healthy(r, 6, 6), "STATUS=") || !st.Updated.After(first.Updated) {
+		t.Errorf("after 1 s of probes: state %+v", st)
+	}
+	r.k.RemoveBehindBack()
+	r.clk.Advance(c.Health.Interval)
+	r.n.WaitFor(t, `^STATUS=healthy · .* 7/7 probes ok$`, 5*time.Second)
+	if st, _ := state.Read(dir); st.State != state.Healthy || st.Probes.Total != 7 || st.Module.Params["port"] != r.port {
+		t.Errorf("after a recovery the state file is %+v, want it written at once", st)
+	}
+}

@@ -135,6 +135,7 @@ type Prober struct {
 	cfg     Config
 	conn    *net.UDPConn
 	earlier [][]byte
+	spare   []byte // the payload buffer that fell out of earlier, for reuse
 	buf     []byte
 }
 
@@ -172,7 +173,11 @@ func (p *Prober) Close() error { return p.conn.Close() }
 // ends.
 func (p *Prober) Probe(ctx context.Context) Result {
 	r := Result{Target: p.cfg.Target, Timeout: p.cfg.Timeout, Size: p.cfg.PayloadSize}
-	payload := make([]byte, p.cfg.PayloadSize)
+	payload := p.spare
+	p.spare = nil
+	if len(payload) != p.cfg.PayloadSize {
+		payload = make([]byte, p.cfg.PayloadSize)
+	}
 	if _, err := io.ReadFull(p.cfg.Rand, payload); err != nil {
 		r.Outcome, r.Err = Error, fmt.Errorf("random nonce: %w", err)
 		return r
@@ -187,6 +192,9 @@ func (p *Prober) Probe(ctx context.Context) Result {
 		r.Outcome, r.Err = Error, err
 		return r
 	}
+	// Disarm the deadline's timer once the probe is over, so that it does
+	// not wake the process up between probes.
+	defer p.conn.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Now()) })
 	defer stop()
 
@@ -226,6 +234,7 @@ func (p *Prober) Probe(ctx context.Context) Result {
 
 func (p *Prober) remember(payload []byte) {
 	if len(p.earlier) >= recentProbes {
+		p.spare = p.earlier[0]
 		copy(p.earlier, p.earlier[1:])
 		p.earlier = p.earlier[:recentProbes-1]
 	}

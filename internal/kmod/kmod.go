@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -153,21 +154,19 @@ func (m *Manager) Dir() string {
 
 // Loaded reports whether the module is loaded and live.
 func (m *Manager) Loaded() bool {
-	st, err := os.Stat(m.Dir())
-	if err != nil || !st.IsDir() {
-		return false
-	}
-	// A loadable module has initstate: "live", "coming" or "going".
-	b, err := os.ReadFile(filepath.Join(m.Dir(), "initstate"))
+	// A loadable module has initstate: "live", "coming" or "going"; one
+	// built into the kernel has no initstate, only parameters.
+	var buf [16]byte
+	b, err := readSmall(m.Dir()+"/initstate", buf[:])
 	if err != nil {
 		return errors.Is(err, os.ErrNotExist) && m.hasParams()
 	}
-	return strings.TrimSpace(string(b)) == "live"
+	return string(bytes.TrimSpace(b)) == "live"
 }
 
 func (m *Manager) hasParams() bool {
-	_, err := os.Stat(filepath.Join(m.Dir(), "parameters"))
-	return err == nil
+	st, err := os.Stat(filepath.Join(m.Dir(), "parameters"))
+	return err == nil && st.IsDir()
 }
 
 // ErrNotLoaded is returned by Params and Stats when the module is not loaded.
@@ -175,34 +174,36 @@ var ErrNotLoaded = errors.New("module not loaded")
 
 // Params reads the running module's parameters from sysfs.
 func (m *Manager) Params() (Params, error) {
-	dir := filepath.Join(m.Dir(), "parameters")
-	if _, err := os.Stat(m.Dir()); errors.Is(err, os.ErrNotExist) {
-		return Params{}, fmt.Errorf("%s: %w", m.Name, ErrNotLoaded)
-	}
-	read := func(name string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+	dir := m.Dir() + "/parameters/"
+	var buf [64]byte
+	read := func(name string) ([]byte, error) {
+		b, err := readSmall(dir+name, buf[:])
 		if err != nil {
-			return "", fmt.Errorf("read module parameter: %w", err)
+			return nil, fmt.Errorf("read module parameter: %w", err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		return bytes.TrimSpace(b), nil
 	}
 	var p Params
 	s, err := read("port")
 	if err != nil {
+		if !m.exists() {
+			return p, fmt.Errorf("%s: %w", m.Name, ErrNotLoaded)
+		}
 		return p, err
 	}
-	port, err := strconv.ParseUint(s, 10, 16)
+	port, err := strconv.ParseUint(string(s), 10, 16)
 	if err != nil {
 		return p, fmt.Errorf("module parameter port %q: %w", s, err)
 	}
 	p.Port = uint16(port)
-	if p.BindAddr, err = read("bind_addr"); err != nil {
+	if s, err = read("bind_addr"); err != nil {
 		return p, err
 	}
+	p.BindAddr = string(s)
 	if s, err = read("log_packets"); err != nil {
 		return p, err
 	}
-	switch s {
+	switch string(s) {
 	case "Y", "y", "1":
 		p.LogPackets = true
 	case "N", "n", "0":
@@ -212,12 +213,52 @@ func (m *Manager) Params() (Params, error) {
 	if s, err = read("max_pps"); err != nil {
 		return p, err
 	}
-	pps, err := strconv.ParseUint(s, 10, 32)
+	pps, err := strconv.ParseUint(string(s), 10, 32)
 	if err != nil {
 		return p, fmt.Errorf("module parameter max_pps %q: %w", s, err)
 	}
 	p.MaxPPS = uint32(pps)
 	return p, nil
+}
+
+// readSmall reads a small file (a sysfs attribute) into buf with plain
+// open/read/close system calls: os.Open would also try to register the
+// file with the network poller and switch it between blocking modes,
+// several system calls more per file, and the daemon reads these files on
+// every probe. A file that fills buf is an error.
+func readSmall(path string, buf []byte) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for n < len(buf) {
+		k, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if k == 0 {
+			return buf[:n], nil
+		}
+		n += k
+		if n < len(buf) {
+			// A sysfs attribute comes whole from one read (as does a
+			// small regular file): save the read that would return EOF.
+			return buf[:n], nil
+		}
+	}
+	return nil, &os.PathError{Op: "read", Path: path, Err: errors.New("longer than expected")}
 }
 
 // Stats are the module's counters, by file name under stats/

@@ -49,6 +49,11 @@ type Metrics struct {
 	state       *prometheus.GaugeVec
 	consecutive prometheus.Gauge
 	states      []string
+
+	// Resolved once: the daemon updates them after every probe.
+	byOutcome map[health.Outcome]prometheus.Counter
+	byState   map[string]prometheus.Gauge
+	current   string
 }
 
 // New registers the metrics.
@@ -63,15 +68,17 @@ func New(o Options) *Metrics {
 		Name: "kechod_probes_total",
 		Help: "Health probes sent, by result (ok, timeout, mismatch, refused, error).",
 	}, []string{"result"})
+	m.byOutcome = map[health.Outcome]prometheus.Counter{}
 	for _, o := range health.Outcomes {
-		m.probes.WithLabelValues(string(o))
+		m.byOutcome[o] = m.probes.WithLabelValues(string(o))
 	}
 	m.state = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kechod_state",
 		Help: "The daemon's state: 1 for the current state, 0 for the others.",
 	}, []string{"state"})
+	m.byState = map[string]prometheus.Gauge{}
 	for _, s := range o.States {
-		m.state.WithLabelValues(s)
+		m.byState[s] = m.state.WithLabelValues(s)
 	}
 	m.consecutive = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "kechod_probe_consecutive_failures",
@@ -91,22 +98,30 @@ func New(o Options) *Metrics {
 
 // ObserveProbe records one probe result and the current failure count.
 func (m *Metrics) ObserveProbe(r health.Result, consecutive int) {
-	m.probes.WithLabelValues(string(r.Outcome)).Inc()
+	c, ok := m.byOutcome[r.Outcome]
+	if !ok {
+		c = m.probes.WithLabelValues(string(r.Outcome))
+	}
+	c.Inc()
 	if r.OK() {
 		m.rtt.Observe(r.RTT.Seconds())
 	}
 	m.consecutive.Set(float64(consecutive))
 }
 
-// SetState makes s the current state.
+// SetState makes s the current state. It is not safe for concurrent use
+// (the daemon's loop calls it).
 func (m *Metrics) SetState(s string) {
-	for _, x := range m.states {
-		v := 0.0
-		if x == s {
-			v = 1
-		}
-		m.state.WithLabelValues(x).Set(v)
+	if s == m.current {
+		return
 	}
+	if g, ok := m.byState[m.current]; ok {
+		g.Set(0)
+	}
+	if g, ok := m.byState[s]; ok { // a state not in Options.States has no series
+		g.Set(1)
+	}
+	m.current = s
 }
 
 // Registry is the registry the metrics are in.

@@ -1,9 +1,11 @@
 // Package state is the daemon's published state: a JSON file under
 // /run/kechod that the running daemon rewrites atomically on every state
-// change and after every probe, and that `kechod status` reads.
+// change and after probes (after every probe at intervals of 1 s and
+// more, once a second at shorter ones), and that `kechod status` reads.
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,47 +93,121 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Path is the state file in dir.
 func Path(dir string) string { return filepath.Join(dir, FileName) }
 
-// Write replaces the state file in dir atomically: a temporary file in the
-// same directory, written, fsynced, made mode 0644, renamed over the old
-// one, and the directory fsynced. dir is created with mode 0755.
-func Write(dir string, s State) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
+// Write replaces the state file in dir atomically, like a fresh Writer's
+// Write.
+func Write(dir string, s State) error { return NewWriter(dir).Write(s) }
+
+// Writer replaces the state file in one directory atomically: a temporary
+// file in the same directory, written, made mode 0644, renamed over the old
+// one. On a disk file system the file and then the directory are fsynced
+// before and after the rename. On tmpfs or ramfs (/run) they are not:
+// there is nothing to flush, the rename alone is atomic, and readers never
+// see a partial file either way. A Writer keeps its buffers between writes
+// and is not safe for concurrent use.
+type Writer struct {
+	dir, path, tmp string
+	ready          bool // dir exists and its file system is known
+	memory         bool // dir is on tmpfs or ramfs: no fsync
+	buf            bytes.Buffer
+	enc            *json.Encoder
+}
+
+// NewWriter returns a Writer for the state file in dir. The directory is
+// created (mode 0755) at the first write.
+func NewWriter(dir string) *Writer {
+	w := &Writer{dir: dir, path: Path(dir),
+		tmp: filepath.Join(dir, "."+FileName+"."+strconv.Itoa(os.Getpid())+".tmp")}
+	w.enc = json.NewEncoder(&w.buf)
+	w.enc.SetIndent("", "  ")
+	return w
+}
+
+// Memory reports whether the directory is on a file system in memory,
+// where Write does not fsync; false before the first write.
+func (w *Writer) Memory() bool { return w.memory }
+
+// Write replaces the state file with s.
+func (w *Writer) Write(s State) error {
+	err := w.write(s)
+	if errors.Is(err, os.ErrNotExist) {
+		// The directory was removed meanwhile: create it again.
+		err = w.write(s)
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
+	return err
+}
+
+func (w *Writer) write(s State) error {
+	if !w.ready {
+		if err := os.MkdirAll(w.dir, 0o755); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(w.dir, &fs); err == nil {
+			w.memory = fs.Type == tmpfsMagic || fs.Type == ramfsMagic
+		}
+		w.ready = true
+	}
+	w.buf.Reset()
+	if err := w.enc.Encode(s); err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	f, err := os.CreateTemp(dir, "."+FileName+".*")
+	if err := w.writeTemp(w.buf.Bytes()); err != nil {
+		syscall.Unlink(w.tmp)
+		w.ready = false // the directory may have gone: look again next time
+		return fmt.Errorf("write state file %s: %w", w.path, err)
+	}
+	if err := syscall.Rename(w.tmp, w.path); err != nil {
+		syscall.Unlink(w.tmp)
+		w.ready = false
+		return fmt.Errorf("write state file %s: rename %s: %w", w.path, w.tmp, err)
+	}
+	if !w.memory {
+		if fd, err := syscall.Open(w.dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
+			syscall.Fsync(fd)
+			syscall.Close(fd)
+		}
+	}
+	return nil
+}
+
+// Magic numbers of statfs(2)'s f_type.
+const (
+	tmpfsMagic = 0x01021994
+	ramfsMagic = 0x858458f6
+)
+
+// writeTemp writes b to the temporary file with plain system calls (an
+// os.File would also try the network poller on it).
+func (w *Writer) writeTemp(b []byte) error {
+	fd, err := syscall.Open(w.tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return fmt.Errorf("state file: %w", err)
+		return &os.PathError{Op: "open", Path: w.tmp, Err: err}
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write state file %s: %w", Path(dir), err)
+	fail := func(op string, err error) error {
+		syscall.Close(fd)
+		return &os.PathError{Op: op, Path: w.tmp, Err: err}
 	}
-	if _, err := f.Write(b); err != nil {
-		return fail(err)
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fail("write", err)
+		}
+		b = b[n:]
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
+	// The umask may have taken bits away at creation; readers need 0644.
+	if err := syscall.Fchmod(fd, 0o644); err != nil {
+		return fail("chmod", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if !w.memory {
+		if err := syscall.Fsync(fd); err != nil {
+			return fail("fsync", err)
+		}
 	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, Path(dir)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write state file %s: %w", Path(dir), err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := syscall.Close(fd); err != nil {
+		return &os.PathError{Op: "close", Path: w.tmp, Err: err}
 	}
 	return nil
 }

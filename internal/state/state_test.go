@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,4 +138,59 @@ func TestCheck(t *testing.T) {
 	if got := state.Check(s, now, proc); got != state.Exited {
 		t.Errorf("stopped: %v", got)
 	}
+}
+
+// A Writer rewrites the file in place of the old one, leaves no temporary
+// files, creates its directory again when it was removed, and skips fsync only
+// on a file system in memory.
+func TestWriterRepeated(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		parent string
+		memory bool
+	}{{"disk", t.TempDir(), false}, {"tmpfs", "/dev/shm", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.memory && !onTmpfs(tc.parent) {
+				t.Skip("/dev/shm is not tmpfs here; the disk case covers the rest")
+			}
+			parent, err := os.MkdirTemp(tc.parent, "kechod-state")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(parent) })
+			if tc.name == "disk" && onTmpfs(parent) {
+				t.Skip("the test's temporary directory is on tmpfs; set TMPDIR to a disk to cover this case")
+			}
+			dir := filepath.Join(parent, "kechod")
+			w := state.NewWriter(dir)
+			s := sample()
+			for i := range 3 {
+				s.Probes.Total = uint64(i)
+				if err := w.Write(s); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := state.Read(dir); err != nil || got.Probes.Total != uint64(i) {
+					t.Fatalf("write %d: read back total %d, %v", i, got.Probes.Total, err)
+				}
+				if i == 1 {
+					os.RemoveAll(dir)
+					if err := w.Write(s); err != nil {
+						t.Fatalf("write after the directory was removed: %v", err)
+					}
+				}
+			}
+			if w.Memory() != tc.memory {
+				t.Errorf("Memory() = %v, want %v", w.Memory(), tc.memory)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 1 {
+				t.Errorf("directory holds %d entries, want only the state file", len(ents))
+			}
+		})
+	}
+}
+
+func onTmpfs(dir string) bool {
+	var fs syscall.Statfs_t
+	return syscall.Statfs(dir, &fs) == nil && fs.Type == 0x01021994
 }
