@@ -457,7 +457,13 @@ func boot(ctx context.Context, spec Spec, k Kernel, initrd string, res *Result) 
 	}
 	// slab_nomerge keeps every slab cache (UDP, UDPv6, ...) separate in
 	// /proc/slabinfo, so the guest tests can see what leaks.
-	cmdline := "console=ttyS0 panic=-1 rdinit=/init net.ifnames=0 slab_nomerge " + spec.Cmdline
+	// watchdog_thresh and rcu_cpu_stall_timeout at their maxima (soft
+	// lockup after 120 s, RCU stall after 300 s instead of 20 s and 21 s):
+	// under TCG on a busy host a vCPU thread can be descheduled for tens of
+	// seconds, which the defaults report as a lockup of the guest. Real
+	// lockups still show, only later.
+	cmdline := "console=ttyS0 panic=-1 rdinit=/init net.ifnames=0 slab_nomerge " +
+		"watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=300 " + spec.Cmdline
 	args := append(accel,
 		"-smp", fmt.Sprint(cpus), "-m", fmt.Sprintf("%dM", mem),
 		"-nographic", "-no-reboot", "-monitor", "none", "-nic", "none",
