@@ -8,6 +8,7 @@
 #define _KECHO_COMPAT_H
 
 #include <linux/net.h>
+#include <linux/workqueue.h>
 #include <net/udp.h>
 
 #include "compat_gen.h"
@@ -38,5 +39,18 @@ static inline int kecho_kernel_bind(struct socket *sock,
 	return kernel_bind(sock, (struct sockaddr *)addr, addrlen);
 #endif
 }
+
+/*
+ * Flags for a per-CPU workqueue. Kernels that have WQ_PERCPU (6.17 on,
+ * and stable kernels it was backported to, such as Debian's 6.12.118)
+ * are moving alloc_workqueue()'s default to unbound: 7.3 already logs
+ * a warning for a workqueue created with neither WQ_PERCPU nor
+ * WQ_UNBOUND. Before the flag existed, per-CPU was what no flag meant.
+ */
+#ifdef HAVE_WQ_PERCPU
+#define KECHO_WQ_PERCPU		WQ_PERCPU
+#else
+#define KECHO_WQ_PERCPU		0
+#endif
 
 #endif /* _KECHO_COMPAT_H */
