@@ -26,9 +26,10 @@ import (
 // (switches/probe, the wake-ups of all its threads, the echo and the
 // notification reader included).
 //
-//	go test -run '^$' -bench Loop ./internal/daemon
+//	go test -run '^$' -bench 'Loop/interval=(100ms|10ms)' -benchtime 100x ./internal/daemon
+//	go test -run '^$' -bench 'Loop/interval=1s' -benchtime 10x ./internal/daemon
 func BenchmarkLoop(b *testing.B) {
-	for _, iv := range []time.Duration{100 * time.Millisecond, 10 * time.Millisecond} {
+	for _, iv := range []time.Duration{time.Second, 100 * time.Millisecond, 10 * time.Millisecond} {
 		b.Run("interval="+iv.String(), func(b *testing.B) { benchLoop(b, iv) })
 	}
 }
@@ -87,7 +88,9 @@ func benchLoop(b *testing.B, interval time.Duration) {
 	c.Module.Port = echo.LocalAddr().(*net.UDPAddr).Port
 	c.Module.BindAddress = "127.0.0.1"
 	c.Health.Interval = interval
-	c.Health.Timeout = time.Second
+	// A timeout shorter than the interval, as by default (1 s, 5 s): a
+	// timer left armed by a probe would wake the process between probes.
+	c.Health.Timeout = max(interval/2, 20*time.Millisecond)
 	sysfs := b.TempDir()
 	kmodtest.WriteModule(b, sysfs, "kecho", daemon.Params(c))
 	ctx, cancel := context.WithCancel(context.Background())
