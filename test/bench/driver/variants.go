@@ -25,14 +25,14 @@ type Variant struct {
 // Variants are the design choices measured by `-variants`. Each one
 // changes one thing against the baseline (dkms/ as committed).
 var Variants = []Variant{
-	{Name: "baseline", Desc: "dkms/ as committed (WQ_UNBOUND, budget 64, copy to buffer, log_packets=Y)"},
+	{Name: "baseline", Desc: "dkms/ as committed (per-CPU workqueue, budget 64, copy to buffer, log_packets=Y)"},
 	{Name: "log-off", Desc: "log_packets=0 (parameter, same build)", Params: "log_packets=0"},
-	{Name: "wq-percpu", Desc: "per-CPU workqueue (flags 0): work runs on the CPU that queued it",
-		Edits: percpuEdits},
-	{Name: "wq-highpri", Desc: "WQ_UNBOUND | WQ_HIGHPRI (nice -20 workers)",
-		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", WQ_UNBOUND | WQ_HIGHPRI, 1)`}}},
-	{Name: "wq-percpu-highpri", Desc: "per-CPU WQ_HIGHPRI",
-		Edits: []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", WQ_HIGHPRI, 1)`}}},
+	{Name: "wq-unbound", Desc: "WQ_UNBOUND workqueue: the scheduler places the work on any CPU (the first design)",
+		Edits: unboundEdits},
+	{Name: "wq-highpri", Desc: "per-CPU WQ_HIGHPRI (nice -20 workers)",
+		Edits: []Edit{{"main.c", wqAnchor, `alloc_workqueue("kecho", KECHO_WQ_PERCPU | WQ_HIGHPRI, 1)`}}},
+	{Name: "wq-unbound-highpri", Desc: "WQ_UNBOUND | WQ_HIGHPRI",
+		Edits: []Edit{{"main.c", wqAnchor, `alloc_workqueue("kecho", WQ_UNBOUND | WQ_HIGHPRI, 1)`}}},
 	{Name: "budget-16", Desc: "drain budget 16 datagrams per work run",
 		Edits: []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t16"}}},
 	{Name: "budget-1024", Desc: "drain budget 1024 datagrams per work run",
@@ -42,24 +42,25 @@ var Variants = []Variant{
 	{Name: "echo-from-skb", Desc: "send from the received skb's linear data, no copy into kecho's buffer", Edits: echoFromSkb},
 	{Name: "no-pktinfo", Desc: "no IP_PKTINFO source address on replies (upper bound of its cost; wrong for multi-homed hosts)",
 		Edits: []Edit{{"echo.c", "\tif (srv->wildcard)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);", "\tif (srv->wildcard && 0)\n\t\tkecho_set_pktinfo(srv, peer, &ctl, &msg);"}}},
-	{Name: "combo-unbound", Desc: "echo-from-skb + budget-1024 + no-resched, WQ_UNBOUND kept", Edits: combo(false)},
-	{Name: "combo-percpu", Desc: "echo-from-skb + budget-1024 + no-resched on a per-CPU workqueue", Edits: combo(true)},
+	{Name: "combo-percpu", Desc: "echo-from-skb + budget-1024 + no-resched, per-CPU workqueue kept", Edits: combo(false)},
+	{Name: "combo-unbound", Desc: "echo-from-skb + budget-1024 + no-resched on a WQ_UNBOUND workqueue", Edits: combo(true)},
 	{Name: "no-bcast-lookup", Desc: "no inet_addr_type() FIB lookups per IPv4 datagram (upper bound of their cost)",
 		Edits: []Edit{{"filter.c", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n\tif (1)\n\t\treturn false;\n"}}},
 }
 
 // The edits of the variants that are also combined.
 var (
-	percpuEdits     = []Edit{{"main.c", `alloc_workqueue("kecho", WQ_UNBOUND, 1)`, `alloc_workqueue("kecho", 0, 1)`}}
+	wqAnchor        = `alloc_workqueue("kecho", KECHO_WQ_PERCPU, 1)`
+	unboundEdits    = []Edit{{"main.c", wqAnchor, `alloc_workqueue("kecho", WQ_UNBOUND, 1)`}}
 	budget1024Edits = []Edit{{"kecho.h", "#define KECHO_BUDGET\t\t64", "#define KECHO_BUDGET\t\t1024"}}
 	noReschedEdits  = []Edit{{"echo.c", "\t\tcond_resched();\n", ""}}
 )
 
 // combo joins the edits of the variants that won on their own.
-func combo(percpu bool) []Edit {
+func combo(unbound bool) []Edit {
 	e := append(append(append([]Edit{}, echoFromSkb...), budget1024Edits...), noReschedEdits...)
-	if percpu {
-		e = append(e, percpuEdits...)
+	if unbound {
+		e = append(e, unboundEdits...)
 	}
 	return e
 }
