@@ -267,7 +267,7 @@ func TestStartupNoEcho(t *testing.T) {
 			r := newRig(t, c)
 			r.k.Silent = true
 			r.start()
-			reason := fmt.Sprintf("no echo at start: no echo from 127.0.0.1:%d within 500ms", c.Module.Port)
+			reason := fmt.Sprintf("no echo at start: no echo from 127.0.0.1:%d within 1.5s", c.Module.Port)
 			r.expect("STATUS=starting…", "STATUS=loading module", "STATUS=failed · "+reason)
 			var se *daemon.StartupError
 			if err := r.wait(); !errors.As(err, &se) {
@@ -335,7 +335,7 @@ func TestUnhealthyThenRecovery(t *testing.T) {
 	r.start()
 	r.expect("STATUS=starting…", "STATUS=loading module", healthy(r, 1, 1), "READY=1")
 	r.k.Mute() // the module hangs: no echo until it is reloaded
-	noEcho := fmt.Sprintf("no echo from 127.0.0.1:%s within 500ms", r.port)
+	noEcho := fmt.Sprintf("no echo from 127.0.0.1:%s within 1.5s", r.port)
 	r.clk.Advance(5 * time.Second)
 	r.expect(healthy(r, 1, 2)) // one failure: still healthy
 	r.clk.Advance(5 * time.Second)
@@ -359,7 +359,7 @@ func TestUnhealthyRecoveryNone(t *testing.T) {
 	r.start()
 	r.expect("STATUS=starting…", "STATUS=loading module", healthy(r, 1, 1), "READY=1")
 	r.k.Mute()
-	noEcho := fmt.Sprintf("no echo from 127.0.0.1:%s within 500ms", r.port)
+	noEcho := fmt.Sprintf("no echo from 127.0.0.1:%s within 1.5s", r.port)
 	r.clk.Advance(5 * time.Second)
 	r.expect("STATUS=unhealthy · " + noEcho + " · 1/2 probes ok")
 	r.clk.Advance(5 * time.Second)

@@ -102,7 +102,7 @@ func testConfig(t *testing.T) config.Config {
 	c := config.Defaults()
 	c.Module.Port = freePort(t)
 	c.Module.BindAddress = "127.0.0.1"
-	c.Health.Timeout = 500 * time.Millisecond
+	c.Health.Timeout = 1500 * time.Millisecond // room for a loaded machine under -race
 	c.Health.Interval = 5 * time.Second
 	return c
 }
@@ -151,7 +151,7 @@ func (r *rig) start() {
 		cancel()
 		select {
 		case <-r.done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			r.t.Error("daemon did not stop")
 		}
 	})
@@ -161,7 +161,7 @@ func (r *rig) start() {
 func (r *rig) expect(want ...string) {
 	r.t.Helper()
 	for i, w := range want {
-		m, ok := r.n.Next(5 * time.Second)
+		m, ok := r.n.Next(15 * time.Second)
 		if !ok {
 			r.t.Fatalf("notification %d missing, want %q", i, w)
 		}
@@ -185,7 +185,7 @@ func (r *rig) wait() error {
 	case err := <-r.done:
 		r.done <- err // for Cleanup
 		return err
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		r.t.Fatal("daemon did not return")
 		return nil
 	}
