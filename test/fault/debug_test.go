@@ -100,7 +100,6 @@ func TestDebugKernel(t *testing.T) {
 	}
 	spec := guestSpec(t, []string{"./test/guest", "./test/guestfault"}, []string{vm.GuestTag, "kechodaemon"})
 	spec.Kernel = k
-	spec.Env["KECHO_DEBUG_KERNEL"] = "1"
 	if _, ok := spec.Env["KECHO_SOAK_DURATION"]; !ok {
 		spec.Env["KECHO_SOAK_DURATION"] = "2m"
 	}
