@@ -14,26 +14,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kecho-dev/kecho/test/vm"
 	"time"
 )
 
 // repoRoot is the directory holding go.mod.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := filepath.Abs(".")
+	dir, err := vm.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // unmet skips the test, or fails it under KECHO_REQUIRE_VM=1.

@@ -18,24 +18,17 @@ import (
 
 	"github.com/kecho-dev/kecho/internal/pkgbuild"
 	"github.com/kecho-dev/kecho/test/system/sysimage"
+	"github.com/kecho-dev/kecho/test/vm"
 )
 
+// repoRoot is the directory holding go.mod.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := filepath.Abs(".")
+	dir, err := vm.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // require skips (or, under KECHO_REQUIRE_VM=1, fails) the test when the
