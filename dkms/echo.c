@@ -248,6 +248,8 @@ void kecho_work(struct work_struct *work)
 		cond_resched();
 	}
 
+	if (test_bit(KECHO_STOPPING, &srv->flags))
+		return;
 	if (!test_and_set_bit(KECHO_WORK_PENDING, &srv->flags))
 		queue_work(srv->wq, &srv->work);
 }

@@ -51,6 +51,7 @@
 /* Bits in kecho_server.flags. */
 enum {
 	KECHO_WORK_PENDING,
+	KECHO_STOPPING,		/* unloading: the work must not requeue itself */
 };
 
 struct kecho_server {

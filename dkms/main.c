@@ -219,8 +219,16 @@ static void __exit kecho_exit(void)
 
 	/* No new work can be queued once the callback is gone. */
 	kecho_socket_stop(srv);
-	/* Waits for a running drain; a requeue from inside it is refused. */
-	cancel_work_sync(&srv->work);
+	/*
+	 * The work stops requeueing itself, and destroy_workqueue() drains
+	 * it: a run already queued or running completes, one it requeues
+	 * before it sees the bit runs once more, then nothing is left.
+	 * Not cancel_work_sync(): its flush barrier can still count as in
+	 * flight on a per-CPU pool when destroy_workqueue() checks it, which
+	 * kernels before 5.14 report with a WARNING ("has the following busy
+	 * pwq"), seen on 5.10 under a flood.
+	 */
+	set_bit(KECHO_STOPPING, &srv->flags);
 	destroy_workqueue(srv->wq);
 	kecho_socket_close(srv);
 	kvfree(srv->buf);
