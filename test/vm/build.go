@@ -118,7 +118,7 @@ func BuildModule(ctx context.Context, r Runner, k Kernel, src, version, workDir 
 		return "", fmt.Errorf("kernel %s has no headers tree to build kecho against (install linux-headers-%s)", k.Release, k.Release)
 	}
 	dst := filepath.Join(workDir, "kecho-src")
-	if err := copyTree(src, dst); err != nil {
+	if err := CopyModuleTree(src, dst); err != nil {
 		return "", fmt.Errorf("copy module source: %w", err)
 	}
 	env := []string{"KECHO_VERSION=" + version}
@@ -139,9 +139,10 @@ func BuildModule(ctx context.Context, r Runner, k Kernel, src, version, workDir 
 	return ko, nil
 }
 
-// copyTree copies regular files, directories and symlinks from src to dst,
-// leaving out build outputs.
-func copyTree(src, dst string) error {
+// CopyModuleTree copies a module source tree (regular files, directories
+// and symlinks) from src to dst, leaving out build outputs, as DKMS gets a
+// clean tree to build in.
+func CopyModuleTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

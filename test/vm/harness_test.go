@@ -517,7 +517,7 @@ func TestCopyTreeAndCacheKey(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(t.TempDir(), "copy")
-	if err := copyTree(src, dst); err != nil {
+	if err := CopyModuleTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 	for p := range files {

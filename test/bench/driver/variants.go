@@ -2,10 +2,11 @@ package driver
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kecho-dev/kecho/test/vm"
 )
 
 // Edit replaces Old, which must occur exactly once in File, with New.
@@ -119,31 +120,7 @@ func VariantsByName(spec string) ([]Variant, error) {
 // An edit whose text is not found exactly once is an error: the variant
 // no longer matches dkms/.
 func PrepareSource(src, dst string, v Variant) error {
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		t := filepath.Join(dst, rel)
-		if d.IsDir() {
-			if p != src && (d.Name() == ".compat" || d.Name() == ".tmp_versions") {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(t, 0o755)
-		}
-		if !d.Type().IsRegular() || isBuildOutput(d.Name()) {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(t, b, info.Mode().Perm())
-	})
+	err := vm.CopyModuleTree(src, dst)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
@@ -161,17 +138,4 @@ func PrepareSource(src, dst string, v Variant) error {
 		}
 	}
 	return nil
-}
-
-func isBuildOutput(name string) bool {
-	switch name {
-	case "Module.symvers", "modules.order", "compat_gen.h":
-		return true
-	}
-	for _, s := range []string{".o", ".ko", ".mod", ".mod.c", ".cmd", ".a"} {
-		if strings.HasSuffix(name, s) {
-			return true
-		}
-	}
-	return strings.HasPrefix(name, "compat_gen.h.tmp")
 }
