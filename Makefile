@@ -44,10 +44,16 @@ test: deps ## Every test: unit, style, VM (real kernel in qemu), packages, boote
 	KECHO_REQUIRE_VM=1 $(GO) test -race -count=1 -p 1 -timeout 80m ./...
 	$(MAKE) fuzz
 
-FUZZTIME ?= 20s
-fuzz: ## Run each fuzz target for FUZZTIME (default 20s).
-	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/health
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
+# Fuzz budgets are execution counts, not durations: with a duration, Go's
+# fuzz coordinator (go1.26) can fail a target with a bare "context deadline
+# exceeded" when a starved worker misses the end of the window, with no
+# failing input behind it. A count has no deadline to race. Roughly 20 s each
+# on a loaded two-core machine; override with e.g. FUZZ_LOAD=2000000x.
+FUZZ_VERIFY ?= 500000x
+FUZZ_LOAD ?= 200000x
+fuzz: ## Run each fuzz target for a bounded number of executions (FUZZ_VERIFY, FUZZ_LOAD).
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZ_VERIFY) ./internal/health
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZ_LOAD) ./internal/config
 
 test-debug: deps ## Build the debug kernel (KASAN, lockdep, kmemleak; cached, about an hour the first time) and run the whole VM suite plus the fault/soak suite on it.
 	./test/debugkernel/build.sh

@@ -17,5 +17,6 @@
 //
 // Environment: KECHO_FAULT_RUN filters the guest tests (-test.run),
 // KECHO_FUZZ_DATAGRAMS and KECHO_SOAK_DURATION size the fuzz and the soak,
-// KECHO_FUZZTIME bounds each Go fuzz target (default 15s).
+// KECHO_FUZZTIME runs each Go fuzz target from here for that -fuzztime
+// (e.g. 200000x; unset, TestFuzzTargets skips: `make fuzz` runs them).
 package fault
