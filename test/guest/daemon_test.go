@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/kecho-dev/kecho/internal/notify/notifytest"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 const kechodBin = "/usr/bin/kechod"
@@ -90,7 +92,7 @@ func startKechod(t *testing.T, cfg string) *kechodRun {
 	if _, err := os.Stat(kechodBin); err != nil {
 		t.Fatalf("%s is missing: these tests run from TestDaemonInGuest, which installs it", kechodBin)
 	}
-	unload(t)
+	guestutil.Unload(t)
 	n, err := notifytest.ListenAt(filepath.Join(t.TempDir(), "notify"))
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +116,7 @@ func startKechod(t *testing.T, cfg string) *kechodRun {
 		if t.Failed() {
 			t.Logf("kechod's log:\n%s", k.stderr.String())
 		}
-		unload(t)
+		guestutil.Unload(t)
 	})
 	return k
 }
@@ -198,16 +200,16 @@ func TestDaemonLifecycle(t *testing.T) {
 		!regexp.MustCompile(fmt.Sprintf(healthyRe, echoPort, "1/1")).MatchString(before[2]) {
 		t.Fatalf("notifications before READY: %q", before)
 	}
-	if !loaded() {
+	if !guestutil.Loaded() {
 		t.Fatal("READY without the module loaded")
 	}
 	for name, want := range map[string]string{"port": "5555", "bind_addr": "0.0.0.0", "log_packets": "Y", "max_pps": "0"} {
-		if got := param(t, name); got != want {
+		if got := guestutil.Param(t, name); got != want {
 			t.Errorf("parameter %s = %q, want %q", name, got, want)
 		}
 	}
 	// The first probe reached the module: it counted it.
-	if c := readCounters(t); c["rx_packets"] < 1 || c["tx_packets"] < 1 {
+	if c := guestutil.ReadCounters(t); c["rx_packets"] < 1 || c["tx_packets"] < 1 {
 		t.Errorf("counters after READY: %v", c)
 	}
 	k.waitFor(fmt.Sprintf(healthyRe, echoPort, "2/2"), 30*time.Second)
@@ -263,7 +265,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	if code := k.exit(30 * time.Second); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
-	if loaded() {
+	if guestutil.Loaded() {
 		t.Error("module still loaded after stop with unload_on_stop")
 	}
 }
@@ -283,7 +285,7 @@ func TestDaemonReloadPort(t *testing.T) {
 	if len(seen) == 0 || !regexp.MustCompile(fmt.Sprintf(healthyRe, 5556, `\d+/\d+`)).MatchString(seen[len(seen)-1]) {
 		t.Fatalf("after reload: %q", seen)
 	}
-	if p := param(t, "port"); p != "5556" {
+	if p := guestutil.Param(t, "port"); p != "5556" {
 		t.Errorf("module port %s after reload, want 5556", p)
 	}
 	c := listenUDP(t, "udp4", udpAddr("127.0.0.1", 0))
@@ -300,7 +302,7 @@ func TestDaemonReloadPort(t *testing.T) {
 	if last := seen[len(seen)-1]; !strings.Contains(last, "healthy · kecho :5556") || !strings.Contains(last, " · config rejected: "+dropIn+":4: health.intervl: ") {
 		t.Errorf("after a rejected reload: %q", seen)
 	}
-	if p := param(t, "port"); p != "5556" {
+	if p := guestutil.Param(t, "port"); p != "5556" {
 		t.Errorf("module port %s after a rejected reload", p)
 	}
 	k.signal(syscall.SIGTERM)
@@ -314,10 +316,10 @@ func TestDaemonRecoversFromRmmod(t *testing.T) {
 	cfg := daemonConfig(t, fmt.Sprintf(baseConfig, echoPort))
 	k := startKechod(t, cfg)
 	k.waitFor(`^READY=1$`, 60*time.Second)
-	mustRun(t, "rmmod", modName)
+	guestutil.MustRun(t, "rmmod", guestutil.Module)
 	k.waitFor(`^STATUS=recovering · module kecho is not loaded \(removed behind kechod's back\)$`, 30*time.Second)
 	k.waitFor(`^STATUS=healthy · `, 30*time.Second)
-	if !loaded() || param(t, "port") != "5555" {
+	if !guestutil.Loaded() || guestutil.Param(t, "port") != "5555" {
 		t.Fatal("module not loaded again with its parameters")
 	}
 	c := listenUDP(t, "udp4", udpAddr("127.0.0.1", 0))
@@ -327,11 +329,11 @@ func TestDaemonRecoversFromRmmod(t *testing.T) {
 
 	// Loaded again by someone else with other parameters: kechod puts
 	// its own back.
-	mustRun(t, "rmmod", modName)
-	mustRun(t, "modprobe", modName, "port=5555", "max_pps=7")
+	guestutil.MustRun(t, "rmmod", guestutil.Module)
+	guestutil.MustRun(t, "modprobe", guestutil.Module, "port=5555", "max_pps=7")
 	k.waitFor(`^STATUS=recovering · module kecho runs with max_pps=7 \(config: 0\)$|^STATUS=recovering · module kecho is not loaded`, 30*time.Second)
 	k.waitFor(`^STATUS=healthy · `, 30*time.Second)
-	if p := param(t, "max_pps"); p != "0" {
+	if p := guestutil.Param(t, "max_pps"); p != "0" {
 		t.Errorf("max_pps %s after recovery, want 0", p)
 	}
 	k.signal(syscall.SIGTERM)
@@ -360,7 +362,7 @@ func TestDaemonPortTaken(t *testing.T) {
 			t.Error("READY=1 sent")
 		}
 	}
-	if loaded() {
+	if guestutil.Loaded() {
 		t.Error("a failed load left the module loaded")
 	}
 	if !strings.Contains(k.stderr.String(), "could not insert 'kecho': Address already in use") {
@@ -383,7 +385,7 @@ func TestDaemonInvalidConfig(t *testing.T) {
 	if !strings.Contains(log, "module.port") || !strings.Contains(log, "health.interval") {
 		t.Errorf("stderr does not name the keys:\n%s", log)
 	}
-	if loaded() {
+	if guestutil.Loaded() {
 		t.Error("module loaded despite the invalid configuration")
 	}
 }

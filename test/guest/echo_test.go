@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 var kechoV4 = udpAddr("127.0.0.1", echoPort)
@@ -33,7 +35,7 @@ func TestHelloWorld(t *testing.T) {
 		t.Fatalf("kernel log has no line starting %q; kecho logged:\n%s", want, strings.Join(seen, "\n"))
 	}
 	t.Logf("kernel log: %s", line)
-	got2 := waitCounter(t, 2*time.Second, func(c counters) bool { return c["tx_packets"] >= 1 })
+	got2 := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["tx_packets"] >= 1 })
 	expectCounters(t, "after one echo", got2, map[string]uint64{
 		"rx_packets": 1, "rx_bytes": 11, "tx_packets": 1, "tx_bytes": 11,
 		"drop_loop": 0, "drop_bcast": 0, "drop_ratelimit": 0, "tx_errors": 0,
@@ -52,7 +54,7 @@ var echoSizes = []int{
 func TestEchoSizes(t *testing.T) {
 	load(t, "log_packets=N")
 	c := listenUDP(t, "udp4", udpAddr("127.0.0.1", 0))
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var total uint64
 	for _, n := range echoSizes {
@@ -67,7 +69,7 @@ func TestEchoSizes(t *testing.T) {
 		total += uint64(n)
 	}
 	want := uint64(len(echoSizes))
-	d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["tx_packets"]-before["tx_packets"] >= want }).sub(before)
+	d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["tx_packets"]-before["tx_packets"] >= want }).Sub(before)
 	expectCounters(t, "after the size sweep", d, map[string]uint64{
 		"rx_packets": want, "tx_packets": want, "rx_bytes": total, "tx_bytes": total, "tx_errors": 0,
 	})
@@ -92,7 +94,7 @@ func TestConcurrentSenders(t *testing.T) {
 		perSend = 500
 		window  = 16 // datagrams in flight per sender
 	)
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, senders)
 	var totalBytes [senders]uint64
@@ -116,7 +118,7 @@ func TestConcurrentSenders(t *testing.T) {
 		sum += b
 	}
 	want := uint64(senders * perSend)
-	d := waitCounter(t, 3*time.Second, func(c counters) bool { return c["tx_packets"]-before["tx_packets"] >= want }).sub(before)
+	d := waitCounter(t, 3*time.Second, func(c guestutil.Counters) bool { return c["tx_packets"]-before["tx_packets"] >= want }).Sub(before)
 	expectCounters(t, "after the burst", d, map[string]uint64{
 		"rx_packets": want, "tx_packets": want, "rx_bytes": sum, "tx_bytes": sum,
 		"drop_loop": 0, "drop_bcast": 0, "drop_ratelimit": 0, "tx_errors": 0,
@@ -187,7 +189,7 @@ func sendWindowed(c *net.UDPConn, dst *net.UDPAddr, id uint32, n, window int, by
 func TestIPv6(t *testing.T) {
 	log := openKmsg(t)
 	load(t, "bind_addr=::")
-	if got := param(t, "bind_addr"); got != "::" {
+	if got := guestutil.Param(t, "bind_addr"); got != "::" {
 		t.Errorf("bind_addr parameter = %q, want ::", got)
 	}
 	kechoV6 := udpAddr("::1", echoPort)
@@ -251,8 +253,8 @@ func TestIPv6LoopbackOnly(t *testing.T) {
 // log_packets is writable at runtime: off, nothing is logged.
 func TestLogPacketsRuntimeSwitch(t *testing.T) {
 	load(t)
-	setParam(t, "log_packets", "N")
-	if got := param(t, "log_packets"); got != "N" {
+	guestutil.SetParam(t, "log_packets", "N")
+	if got := guestutil.Param(t, "log_packets"); got != "N" {
 		t.Fatalf("log_packets = %q after writing N", got)
 	}
 	log := openKmsg(t)
@@ -261,7 +263,7 @@ func TestLogPacketsRuntimeSwitch(t *testing.T) {
 	if line, _ := log.waitFor(time.Second, func(m string) bool { return strings.Contains(m, "quiet-payload") }); line != "" {
 		t.Errorf("log_packets=N but the kernel log has %q", line)
 	}
-	setParam(t, "log_packets", "Y")
+	guestutil.SetParam(t, "log_packets", "Y")
 	echo(t, c, kechoV4, []byte("loud-payload"), 5*time.Second)
 	if line, seen := log.waitFor(5*time.Second, func(m string) bool { return strings.Contains(m, `"loud-payload"`) }); line == "" {
 		t.Errorf("log_packets=Y but no line with the payload; saw:\n%s", strings.Join(seen, "\n"))

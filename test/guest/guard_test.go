@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // A sender in another network namespace, over a veth pair: the
@@ -21,29 +23,29 @@ func TestPeerNamespace(t *testing.T) {
 
 	t.Run("echo_over_veth", func(t *testing.T) {
 		c := peerUDP(t, udpAddr(peerIP, 0), false)
-		before := readCounters(t)
+		before := guestutil.ReadCounters(t)
 		for _, msg := range []string{"hello from the peer", "", string(make([]byte, 1472)), string(make([]byte, 8000))} {
 			if got := echo(t, c, kechoHost, []byte(msg), 5*time.Second); string(got) != msg {
 				t.Errorf("echo of %d bytes differs (%d bytes)", len(msg), len(got))
 			}
 		}
-		d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["tx_packets"]-before["tx_packets"] >= 4 }).sub(before)
+		d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["tx_packets"]-before["tx_packets"] >= 4 }).Sub(before)
 		expectCounters(t, "after 4 echoes over veth", d, map[string]uint64{"rx_packets": 4, "tx_packets": 4, "drop_bcast": 0, "drop_loop": 0})
 	})
 
 	t.Run("broadcast_not_answered", func(t *testing.T) {
 		c := peerUDP(t, udpAddr(peerIP, 0), true)
-		before := readCounters(t)
+		before := guestutil.ReadCounters(t)
 		expectNoReply(t, c, udpAddr(peerBcast, echoPort), []byte("broadcast"), time.Second)
-		d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["drop_bcast"] > before["drop_bcast"] }).sub(before)
+		d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["drop_bcast"] > before["drop_bcast"] }).Sub(before)
 		expectCounters(t, "after a subnet broadcast", d, map[string]uint64{"drop_bcast": 1, "tx_packets": 0})
 	})
 
 	t.Run("multicast_not_answered", func(t *testing.T) {
 		c := peerUDP(t, udpAddr(peerIP, 0), false)
-		before := readCounters(t)
+		before := guestutil.ReadCounters(t)
 		expectNoReply(t, c, udpAddr("224.0.0.1", echoPort), []byte("multicast"), time.Second)
-		d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["drop_bcast"] > before["drop_bcast"] }).sub(before)
+		d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["drop_bcast"] > before["drop_bcast"] }).Sub(before)
 		expectCounters(t, "after a multicast to all hosts", d, map[string]uint64{"drop_bcast": 1, "tx_packets": 0})
 	})
 
@@ -51,9 +53,9 @@ func TestPeerNamespace(t *testing.T) {
 		// The peer namespace has no kecho, so 5555 is free there: this is
 		// what a second echo server would send.
 		c := peerUDP(t, udpAddr(peerIP, echoPort), false)
-		before := readCounters(t)
+		before := guestutil.ReadCounters(t)
 		expectNoReply(t, c, kechoHost, []byte("ping-pong?"), time.Second)
-		d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["drop_loop"] > before["drop_loop"] }).sub(before)
+		d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["drop_loop"] > before["drop_loop"] }).Sub(before)
 		expectCounters(t, "after a datagram from port 5555", d, map[string]uint64{"drop_loop": 1, "tx_packets": 0})
 	})
 }
@@ -62,12 +64,12 @@ func TestPeerNamespace(t *testing.T) {
 func TestLoopGuardServicePorts(t *testing.T) {
 	load(t)
 	ports := []int{7, 9, 13, 17, 19, 37}
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	for _, p := range ports {
 		c := listenUDP(t, "udp4", udpAddr("127.0.0.1", p))
 		expectNoReply(t, c, kechoV4, []byte("are you an echo server?"), 300*time.Millisecond)
 	}
-	d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["drop_loop"]-before["drop_loop"] >= uint64(len(ports)) }).sub(before)
+	d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["drop_loop"]-before["drop_loop"] >= uint64(len(ports)) }).Sub(before)
 	expectCounters(t, "after datagrams from ports 7 9 13 17 19 37", d, map[string]uint64{"drop_loop": uint64(len(ports)), "tx_packets": 0})
 
 	// A neighbouring port is served normally.
@@ -100,14 +102,14 @@ func TestLoopGuardSourcePortZero(t *testing.T) {
 	// UDP checksum 0: none, allowed over IPv4. The kernel fills in the IP
 	// header checksum.
 	copy(pkt[28:], payload)
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatalf("send raw datagram: %v", err)
 	}
-	d := waitCounter(t, 2*time.Second, func(c counters) bool { return c["drop_loop"] > before["drop_loop"] }).sub(before)
+	d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool { return c["drop_loop"] > before["drop_loop"] }).Sub(before)
 	// Give a (wrong) echo time to happen before checking it did not.
 	time.Sleep(300 * time.Millisecond)
-	d = readCounters(t).sub(before)
+	d = guestutil.ReadCounters(t).Sub(before)
 	expectCounters(t, "after a datagram from source port 0", d, map[string]uint64{"drop_loop": 1, "tx_packets": 0})
 }
 
@@ -116,12 +118,12 @@ func TestLoopGuardSourcePortZero(t *testing.T) {
 func TestMaxPPS(t *testing.T) {
 	load(t, "log_packets=N")
 	const limit = 100
-	setParam(t, "max_pps", "100")
-	if got := param(t, "max_pps"); got != "100" {
+	guestutil.SetParam(t, "max_pps", "100")
+	if got := guestutil.Param(t, "max_pps"); got != "100" {
 		t.Fatalf("max_pps = %q after writing 100", got)
 	}
 	c := listenUDP(t, "udp4", udpAddr("127.0.0.1", 0))
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	const flood = 600
 	start := time.Now()
 	for i := 0; i < flood; i++ {
@@ -143,10 +145,10 @@ func TestMaxPPS(t *testing.T) {
 		}
 		echoes++
 	}
-	d := waitCounter(t, 2*time.Second, func(c counters) bool {
-		dd := c.sub(before)
+	d := waitCounter(t, 2*time.Second, func(c guestutil.Counters) bool {
+		dd := c.Sub(before)
 		return dd["tx_packets"]+dd["drop_ratelimit"] >= dd["rx_packets"]
-	}).sub(before)
+	}).Sub(before)
 	// At most one second's worth per started second of sending, plus one
 	// second of burst allowance.
 	bound := uint64(limit * (int(elapsed/time.Second) + 2))
@@ -168,13 +170,13 @@ func TestMaxPPS(t *testing.T) {
 		t.Errorf("drop_ratelimit = 0 after %d datagrams with max_pps=%d", flood, limit)
 	}
 
-	setParam(t, "max_pps", "0")
-	before = readCounters(t)
+	guestutil.SetParam(t, "max_pps", "0")
+	before = guestutil.ReadCounters(t)
 	for i := 0; i < 300; i++ {
 		if got := echo(t, c, kechoV4, []byte("uncapped"), 5*time.Second); string(got) != "uncapped" {
 			t.Fatalf("echo %d = %q", i, got)
 		}
 	}
-	d = readCounters(t).sub(before)
+	d = guestutil.ReadCounters(t).Sub(before)
 	expectCounters(t, "after 300 echoes with max_pps=0", d, map[string]uint64{"tx_packets": 300, "drop_ratelimit": 0})
 }

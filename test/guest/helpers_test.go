@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,19 +18,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
-const (
-	modName  = "kecho"
-	echoPort = 5555
-	sysMod   = "/sys/module/kecho"
-)
-
-// counterNames are the counters DESIGN.md promises under stats/.
-var counterNames = []string{
-	"rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-	"drop_loop", "drop_bcast", "drop_ratelimit", "tx_errors",
-}
+const echoPort = 5555
 
 func TestMain(m *testing.M) {
 	if os.Getenv("KECHO_VM") != "1" {
@@ -56,96 +46,22 @@ func modulePath() string {
 	return filepath.Join("/lib/modules", release(), "updates", "kecho.ko")
 }
 
-// run runs a command and returns its combined output.
-func run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
-}
-
-func mustRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := run(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func loaded() bool {
-	_, err := os.Stat(sysMod)
-	return err == nil
-}
-
-// unload removes kecho if it is loaded and checks it is gone.
-func unload(t testing.TB) {
-	t.Helper()
-	if !loaded() {
-		return
-	}
-	mustRun(t, "rmmod", modName)
-	if loaded() {
-		t.Fatalf("%s still exists after rmmod", sysMod)
-	}
-}
-
 // load (re)loads kecho with modprobe and the given parameters and unloads
 // it when the test ends.
 func load(t testing.TB, params ...string) {
 	t.Helper()
-	unload(t)
-	mustRun(t, "modprobe", append([]string{modName}, params...)...)
-	t.Cleanup(func() { unload(t) })
-	if _, err := os.Stat(sysMod + "/stats/rx_packets"); err != nil {
+	guestutil.Unload(t)
+	guestutil.MustRun(t, "modprobe", append([]string{guestutil.Module}, params...)...)
+	t.Cleanup(func() { guestutil.Unload(t) })
+	if _, err := os.Stat(guestutil.SysModule + "/stats/rx_packets"); err != nil {
 		t.Fatalf("kecho loaded but has no counters: %v", err)
 	}
 }
 
-// counters is a snapshot of /sys/module/kecho/stats.
-type counters map[string]uint64
-
-func readCounters(t testing.TB) counters {
-	t.Helper()
-	c := counters{}
-	for _, n := range counterNames {
-		b, err := os.ReadFile(filepath.Join(sysMod, "stats", n))
-		if err != nil {
-			t.Fatalf("counter %s: %v", n, err)
-		}
-		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			t.Fatalf("counter %s = %q: %v", n, b, err)
-		}
-		c[n] = v
-	}
-	return c
-}
-
-// sub returns c - before, counter by counter.
-func (c counters) sub(before counters) counters {
-	d := counters{}
-	for k, v := range c {
-		d[k] = v - before[k]
-	}
-	return d
-}
-
-func (c counters) String() string {
-	var parts []string
-	for _, n := range counterNames {
-		parts = append(parts, fmt.Sprintf("%s=%d", n, c[n]))
-	}
-	return strings.Join(parts, " ")
-}
-
 // expectCounters fails unless every named counter has the given value.
-func expectCounters(t testing.TB, what string, got counters, want map[string]uint64) {
+func expectCounters(t testing.TB, what string, got guestutil.Counters, want map[string]uint64) {
 	t.Helper()
-	for _, n := range counterNames {
+	for _, n := range guestutil.CounterNames {
 		w, ok := want[n]
 		if ok && got[n] != w {
 			t.Errorf("%s: %s = %d, want %d (all: %s)", what, n, got[n], w, got)
@@ -156,31 +72,15 @@ func expectCounters(t testing.TB, what string, got counters, want map[string]uin
 // waitCounter polls until cond holds for the counters or the timeout
 // passes, and returns the last snapshot. The echo work runs
 // asynchronously, so counters settle a moment after the last datagram.
-func waitCounter(t testing.TB, timeout time.Duration, cond func(counters) bool) counters {
+func waitCounter(t testing.TB, timeout time.Duration, cond func(guestutil.Counters) bool) guestutil.Counters {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		c := readCounters(t)
+		c := guestutil.ReadCounters(t)
 		if cond(c) || time.Now().After(deadline) {
 			return c
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func param(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sysMod, "parameters", name))
-	if err != nil {
-		t.Fatalf("parameter %s: %v", name, err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func setParam(t testing.TB, name, value string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(sysMod, "parameters", name), []byte(value), 0); err != nil {
-		t.Fatalf("set parameter %s=%s: %v", name, value, err)
 	}
 }
 
@@ -329,8 +229,8 @@ func udpSockets(t testing.TB, port int) (n, bound int) {
 // sockets are bound to UDP 5555.
 func expectNothingLeft(t testing.TB, holders ...int) {
 	t.Helper()
-	if loaded() {
-		t.Errorf("%s exists", sysMod)
+	if guestutil.Loaded() {
+		t.Errorf("%s exists", guestutil.SysModule)
 	}
 	want := 0
 	if len(holders) > 0 {
@@ -352,7 +252,7 @@ func finitModule(t testing.TB, params string) error {
 	defer f.Close()
 	err = unix.FinitModule(int(f.Fd()), params, 0)
 	if err == nil {
-		unload(t)
+		guestutil.Unload(t)
 	}
 	return err
 }
@@ -381,38 +281,11 @@ func setupPeer(t testing.TB) {
 		{"-n", peerNS, "route", "add", "224.0.0.0/4", "dev", "veth1"},
 	}
 	t.Cleanup(func() {
-		_, _ = run("ip", "link", "del", "veth0")
-		_, _ = run("ip", "netns", "del", peerNS)
+		_, _ = guestutil.Run("ip", "link", "del", "veth0")
+		_, _ = guestutil.Run("ip", "netns", "del", peerNS)
 	})
 	for _, c := range cmds {
-		mustRun(t, "ip", c...)
-	}
-}
-
-// inPeer runs fn on an OS thread that has joined the peer namespace; the
-// thread is discarded afterwards. Sockets made by fn stay in the peer
-// namespace.
-func inPeer(t testing.TB, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread exits with the goroutine instead of
-		// going back to the scheduler in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+peerNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", peerNS, err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+		guestutil.MustRun(t, "ip", c...)
 	}
 }
 
@@ -421,7 +294,7 @@ func inPeer(t testing.TB, fn func() error) {
 func peerUDP(t testing.TB, laddr *net.UDPAddr, broadcast bool) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	inPeer(t, func() error {
+	guestutil.InNetns(t, peerNS, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) {
@@ -443,37 +316,6 @@ func peerUDP(t testing.TB, laddr *net.UDPAddr, broadcast bool) *net.UDPConn {
 	})
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// slabObjects returns the active objects of the named slab caches from
-// /proc/slabinfo (nil if the kernel has none), after asking SLUB to shrink
-// every cache: that releases empty per-CPU slabs and, on a KASAN kernel,
-// empties the quarantine of freed objects, which otherwise count as
-// active and look like a leak.
-func slabObjects(t testing.TB, caches ...string) map[string]int64 {
-	t.Helper()
-	shrink, _ := filepath.Glob("/sys/kernel/slab/*/shrink")
-	for _, f := range shrink {
-		_ = os.WriteFile(f, []byte("1"), 0)
-	}
-	b, err := os.ReadFile("/proc/slabinfo")
-	if err != nil {
-		t.Logf("no /proc/slabinfo (%v): only /proc/meminfo is compared", err)
-		return nil
-	}
-	want := map[string]bool{}
-	for _, c := range caches {
-		want[c] = true
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && want[f[0]] {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			out[f[0]] = n
-		}
-	}
-	return out
 }
 
 // meminfo returns the named /proc/meminfo values in KiB.

@@ -16,17 +16,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // modinfo shows the version and every parameter with its default.
 func TestModinfo(t *testing.T) {
-	out := mustRun(t, "modinfo", modName)
+	out := guestutil.MustRun(t, "modinfo", guestutil.Module)
 	if v := os.Getenv("KECHO_VERSION"); v != "" {
-		if got := strings.TrimSpace(mustRun(t, "modinfo", "-F", "version", modName)); got != v {
+		if got := strings.TrimSpace(guestutil.MustRun(t, "modinfo", "-F", "version", guestutil.Module)); got != v {
 			t.Errorf("modinfo version = %q, want %q", got, v)
 		}
 	}
-	if got := strings.TrimSpace(mustRun(t, "modinfo", "-F", "filename", modName)); got != modulePath() {
+	if got := strings.TrimSpace(guestutil.MustRun(t, "modinfo", "-F", "filename", guestutil.Module)); got != modulePath() {
 		t.Errorf("modprobe resolves kecho to %q, want %q", got, modulePath())
 	}
 	for _, p := range []struct{ name, def string }{
@@ -51,7 +53,7 @@ func TestModinfo(t *testing.T) {
 // Loading while a user socket holds the port fails with EADDRINUSE and
 // leaves nothing behind.
 func TestLoadPortInUse(t *testing.T) {
-	unload(t)
+	guestutil.Unload(t)
 	cases := []struct {
 		name    string
 		network string
@@ -76,9 +78,9 @@ func TestLoadPortInUse(t *testing.T) {
 			if tc.params != "" {
 				args = append(args, tc.params)
 			}
-			out, err := run("insmod", args...)
+			out, err := guestutil.Run("insmod", args...)
 			if err == nil {
-				unload(t)
+				guestutil.Unload(t)
 				t.Fatalf("insmod %s succeeded while %s:%d was held", tc.params, tc.holder, echoPort)
 			}
 			if !strings.Contains(out, "Address already in use") && !strings.Contains(out, "Address in use") {
@@ -89,9 +91,9 @@ func TestLoadPortInUse(t *testing.T) {
 				t.Errorf("finit_module(%q) = %v, want EADDRINUSE", tc.params, err)
 			}
 			expectNothingLeft(t, 1) // only the holder
-			out, err = run("modprobe", append([]string{modName}, strings.Fields(tc.params)...)...)
+			out, err = guestutil.Run("modprobe", append([]string{guestutil.Module}, strings.Fields(tc.params)...)...)
 			if err == nil {
-				unload(t)
+				guestutil.Unload(t)
 				t.Fatalf("modprobe succeeded while the port was held")
 			}
 			expectNothingLeft(t, 1) // only the holder
@@ -111,7 +113,7 @@ func TestLoadPortInUse(t *testing.T) {
 // A bad parameter makes the load fail with EINVAL, a log line names the
 // parameter, and nothing is left behind.
 func TestLoadBadParameter(t *testing.T) {
-	unload(t)
+	guestutil.Unload(t)
 	cases := []struct{ param, name string }{
 		{"port=0", "port"},
 		{"port=70000", "port"},
@@ -131,9 +133,9 @@ func TestLoadBadParameter(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.NewReplacer("=", "_", ":", "_", ".", "_").Replace(tc.param), func(t *testing.T) {
 			log := openKmsg(t)
-			out, err := run("modprobe", modName, tc.param)
+			out, err := guestutil.Run("modprobe", guestutil.Module, tc.param)
 			if err == nil {
-				unload(t)
+				guestutil.Unload(t)
 				t.Fatalf("modprobe kecho %s succeeded", tc.param)
 			}
 			if !strings.Contains(out, "Invalid argument") {
@@ -173,7 +175,7 @@ const (
 // nothing leaks: slab objects, kernel memory and UDP sockets return to
 // where they were, and afterwards nothing listens on 5555.
 func TestLoadUnloadUnderFlood(t *testing.T) {
-	unload(t)
+	guestutil.Unload(t)
 	ko, err := os.ReadFile(modulePath())
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +185,7 @@ func TestLoadUnloadUnderFlood(t *testing.T) {
 	}
 	caches := []string{"UDP", "UDPv6", "sock_inode_cache", "kmalloc-64", "kmalloc-192", "kmalloc-512", "kmalloc-1k", "kmalloc-4k"}
 	settleMemory()
-	slabBefore := slabObjects(t, caches...)
+	slabBefore := guestutil.SlabObjects(t)
 	memBefore := meminfo(t)
 	socksBefore, _ := udpSockets(t, echoPort)
 
@@ -197,8 +199,8 @@ func TestLoadUnloadUnderFlood(t *testing.T) {
 	if st.received == 0 {
 		t.Error("no echo came back during the cycles: the flood never met a loaded kecho")
 	}
-	if loaded() {
-		unload(t)
+	if guestutil.Loaded() {
+		guestutil.Unload(t)
 	}
 
 	settleMemory()
@@ -207,7 +209,7 @@ func TestLoadUnloadUnderFlood(t *testing.T) {
 	if socksAfter != socksBefore {
 		t.Errorf("UDP sockets: %d before, %d after the cycles", socksBefore, socksAfter)
 	}
-	slabAfter := slabObjects(t, caches...)
+	slabAfter := guestutil.SlabObjects(t)
 	for _, c := range caches {
 		b, okb := slabBefore[c]
 		a, oka := slabAfter[c]
@@ -321,9 +323,9 @@ func floodCycles(t *testing.T, ko []byte, n int) *floodStats {
 		t0 := time.Now()
 		switch i % 8 {
 		case 0:
-			_, err = run("modprobe", modName)
+			_, err = guestutil.Run("modprobe", guestutil.Module)
 		case 4:
-			_, err = run("insmod", modulePath(), "bind_addr=::", "log_packets=N")
+			_, err = guestutil.Run("insmod", modulePath(), "bind_addr=::", "log_packets=N")
 		case 1, 5:
 			err = loadSyscall(ko, "max_pps=1000")
 		case 2, 6:
@@ -341,7 +343,7 @@ func floodCycles(t *testing.T, ko []byte, n int) *floodStats {
 		}
 		t0 = time.Now()
 		if viaKmod {
-			_, err = run("rmmod", modName)
+			_, err = guestutil.Run("rmmod", guestutil.Module)
 		} else {
 			err = unloadSyscall()
 		}
@@ -349,8 +351,8 @@ func floodCycles(t *testing.T, ko []byte, n int) *floodStats {
 		if err != nil {
 			st.failures = append(st.failures, fmt.Sprintf("cycle %d: unload: %v", i, err))
 		}
-		if loaded() {
-			st.failures = append(st.failures, fmt.Sprintf("cycle %d: %s exists after rmmod", i, sysMod))
+		if guestutil.Loaded() {
+			st.failures = append(st.failures, fmt.Sprintf("cycle %d: %s exists after rmmod", i, guestutil.SysModule))
 			break
 		}
 	}
@@ -384,7 +386,7 @@ func finitSyscall(params string) error {
 
 // unloadSyscall unloads kecho with delete_module(2), as rmmod does.
 func unloadSyscall() error {
-	if err := unix.DeleteModule(modName, unix.O_NONBLOCK); err != nil {
+	if err := unix.DeleteModule(guestutil.Module, unix.O_NONBLOCK); err != nil {
 		return fmt.Errorf("delete_module(kecho): %w", err)
 	}
 	return nil

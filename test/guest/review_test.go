@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // rawUDP6 builds an IPv6 packet carrying one UDP datagram from src:sport
@@ -95,13 +97,13 @@ func TestBogusIPv6SourceNotReflected(t *testing.T) {
 				victim := listenUDP(t, tc.network, udpAddr(tc.listenOn, 0))
 				vport := uint16(victim.LocalAddr().(*net.UDPAddr).Port)
 				payload := []byte("reflect me to loopback")
-				before := readCounters(t)
+				before := guestutil.ReadCounters(t)
 				sendRaw6(t, rawUDP6(tc.src, net.IPv6loopback, vport, echoPort, payload), net.IPv6loopback)
-				d := waitCounter(t, 3*time.Second, func(c counters) bool {
-					dd := c.sub(before)
+				d := waitCounter(t, 3*time.Second, func(c guestutil.Counters) bool {
+					dd := c.Sub(before)
 					return dd["rx_packets"] >= 1 &&
 						dd["drop_loop"]+dd["tx_packets"]+dd["tx_errors"] >= 1
-				}).sub(before)
+				}).Sub(before)
 				if d["rx_packets"] != 1 {
 					t.Fatalf("kecho did not receive the forged datagram from [%v]:%d (counters %s); the guest kernel dropped it, so this test proves nothing", tc.src, vport, d)
 				}
@@ -113,7 +115,7 @@ func TestBogusIPv6SourceNotReflected(t *testing.T) {
 				} else if ne := (net.Error)(nil); !errors.As(err, &ne) || !ne.Timeout() {
 					t.Fatalf("reading the victim socket: %v", err)
 				}
-				d = readCounters(t).sub(before)
+				d = guestutil.ReadCounters(t).Sub(before)
 				expectCounters(t, "after a datagram from a bogus IPv6 source", d,
 					map[string]uint64{"drop_loop": 1, "tx_packets": 0, "tx_errors": 0})
 
@@ -131,13 +133,13 @@ func TestBogusIPv6SourceNotReflected(t *testing.T) {
 // overflows (the stock uint parser says ERANGE), at load time and when
 // written at run time; a rejected write keeps the old value.
 func TestParamOutOfRange(t *testing.T) {
-	unload(t)
+	guestutil.Unload(t)
 	for _, p := range []string{"max_pps=4294967296", "max_pps=99999999999999999999"} {
 		t.Run(strings.ReplaceAll(p, "=", "_"), func(t *testing.T) {
 			log := openKmsg(t)
-			out, err := run("modprobe", modName, p)
+			out, err := guestutil.Run("modprobe", guestutil.Module, p)
 			if err == nil {
-				unload(t)
+				guestutil.Unload(t)
 				t.Fatalf("modprobe kecho %s succeeded", p)
 			}
 			if !strings.Contains(out, "Invalid argument") {
@@ -158,26 +160,26 @@ func TestParamOutOfRange(t *testing.T) {
 
 	load(t, "max_pps=7")
 	for _, v := range []string{"4294967296", "lots", "-1"} {
-		err := os.WriteFile(filepath.Join(sysMod, "parameters", "max_pps"), []byte(v), 0)
+		err := os.WriteFile(filepath.Join(guestutil.SysModule, "parameters", "max_pps"), []byte(v), 0)
 		if !errors.Is(err, unix.EINVAL) {
 			t.Errorf("writing max_pps=%s at run time: %v, want EINVAL", v, err)
 		}
-		if got := param(t, "max_pps"); got != "7" {
+		if got := guestutil.Param(t, "max_pps"); got != "7" {
 			t.Errorf("max_pps = %q after the rejected write of %s, want 7", got, v)
 		}
 	}
-	setParam(t, "max_pps", "4294967295")
-	if got := param(t, "max_pps"); got != "4294967295" {
+	guestutil.SetParam(t, "max_pps", "4294967295")
+	if got := guestutil.Param(t, "max_pps"); got != "4294967295" {
 		t.Errorf("max_pps = %q after writing 4294967295", got)
 	}
 
 	// A bare bool parameter still means Y.
 	load(t, "log_packets")
-	if got := param(t, "log_packets"); got != "Y" {
+	if got := guestutil.Param(t, "log_packets"); got != "Y" {
 		t.Errorf("log_packets = %q after loading with a bare log_packets, want Y", got)
 	}
-	setParam(t, "log_packets", "n")
-	if got := param(t, "log_packets"); got != "N" {
+	guestutil.SetParam(t, "log_packets", "n")
+	if got := guestutil.Param(t, "log_packets"); got != "N" {
 		t.Errorf("log_packets = %q after writing n, want N", got)
 	}
 }
@@ -206,19 +208,19 @@ func TestBroadcastSourceIsDropBcast(t *testing.T) {
 	binary.BigEndian.PutUint16(pkt[22:], echoPort)
 	binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(payload)))
 	copy(pkt[28:], payload) // UDP checksum 0: none, allowed over IPv4
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatalf("send raw datagram: %v", err)
 	}
-	d := waitCounter(t, 3*time.Second, func(c counters) bool {
-		dd := c.sub(before)
+	d := waitCounter(t, 3*time.Second, func(c guestutil.Counters) bool {
+		dd := c.Sub(before)
 		return dd["rx_packets"] >= 1 && dd["drop_bcast"]+dd["tx_packets"]+dd["tx_errors"] >= 1
-	}).sub(before)
+	}).Sub(before)
 	if d["rx_packets"] != 1 {
 		t.Fatalf("kecho did not receive the datagram from 127.255.255.255 (counters %s); this test proves nothing", d)
 	}
 	time.Sleep(200 * time.Millisecond)
-	d = readCounters(t).sub(before)
+	d = guestutil.ReadCounters(t).Sub(before)
 	expectCounters(t, "after a datagram from 127.255.255.255", d,
 		map[string]uint64{"drop_bcast": 1, "tx_packets": 0, "tx_errors": 0})
 }
@@ -231,12 +233,12 @@ func TestBroadcastSourceIsDropBcast(t *testing.T) {
 func TestSpoofedOwnIPv6SourceNotReflected(t *testing.T) {
 	setupPeer(t)
 	const host6, peer6 = "fd77::1", "fd77::2"
-	mustRun(t, "ip", "addr", "add", host6+"/64", "dev", "veth0", "nodad")
-	mustRun(t, "ip", "-n", peerNS, "addr", "add", peer6+"/64", "dev", "veth1", "nodad")
+	guestutil.MustRun(t, "ip", "addr", "add", host6+"/64", "dev", "veth0", "nodad")
+	guestutil.MustRun(t, "ip", "-n", peerNS, "addr", "add", peer6+"/64", "dev", "veth1", "nodad")
 	load(t, "bind_addr=::")
 
 	// The peer's own IPv6 works, so a drop below is kecho's doing.
-	inPeer(t, func() error {
+	guestutil.InNetns(t, peerNS, func() error {
 		c, err := net.ListenUDP("udp6", udpAddr(peer6, 0))
 		if err != nil {
 			return err
@@ -256,9 +258,9 @@ func TestSpoofedOwnIPv6SourceNotReflected(t *testing.T) {
 
 	victim := listenUDP(t, "udp6", udpAddr(host6, 0))
 	vport := uint16(victim.LocalAddr().(*net.UDPAddr).Port)
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	pkt := rawUDP6(net.ParseIP(host6), net.ParseIP(host6), vport, echoPort, []byte("spoofed self"))
-	inPeer(t, func() error {
+	guestutil.InNetns(t, peerNS, func() error {
 		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return err
@@ -268,10 +270,10 @@ func TestSpoofedOwnIPv6SourceNotReflected(t *testing.T) {
 		copy(sa.Addr[:], net.ParseIP(host6).To16())
 		return unix.Sendto(fd, pkt, 0, &sa)
 	})
-	d := waitCounter(t, 3*time.Second, func(c counters) bool {
-		dd := c.sub(before)
+	d := waitCounter(t, 3*time.Second, func(c guestutil.Counters) bool {
+		dd := c.Sub(before)
 		return dd["rx_packets"] >= 1 && dd["drop_loop"]+dd["tx_packets"]+dd["tx_errors"] >= 1
-	}).sub(before)
+	}).Sub(before)
 	if d["rx_packets"] != 1 {
 		t.Fatalf("kecho did not receive the datagram forged from %s (counters %s); this test proves nothing", host6, d)
 	}
@@ -280,7 +282,7 @@ func TestSpoofedOwnIPv6SourceNotReflected(t *testing.T) {
 	if n, from, err := victim.ReadFromUDP(buf); err == nil {
 		t.Errorf("datagram forged from [%s]:%d was reflected to the local listener: %q from %v", host6, vport, buf[:n], from)
 	}
-	d = readCounters(t).sub(before)
+	d = guestutil.ReadCounters(t).Sub(before)
 	expectCounters(t, "after a datagram forged from the host's own address", d,
 		map[string]uint64{"drop_loop": 1, "tx_packets": 0, "tx_errors": 0})
 

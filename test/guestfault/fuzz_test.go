@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // The datagram fuzzer. Each pass loads kecho fresh, sends a random mix of
@@ -72,11 +74,11 @@ type fuzzTally struct {
 	mu     sync.Mutex
 	sent   map[string]int
 	bytes  map[string]uint64
-	expect counters
+	expect guestutil.Counters
 }
 
 func newTally() *fuzzTally {
-	return &fuzzTally{sent: map[string]int{}, bytes: map[string]uint64{}, expect: counters{}}
+	return &fuzzTally{sent: map[string]int{}, bytes: map[string]uint64{}, expect: guestutil.Counters{}}
 }
 
 // add records one datagram of class cls with n payload bytes that kecho
@@ -360,7 +362,7 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 	v6 := bind == "::"
 	load(t, "bind_addr="+bind, "log_packets=0")
 	start := time.Now()
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	snmpBefore := udpStats(t)
 	tally := newTally()
 	sniff := openSniffer(t, ns.name, ns.peerIndex)
@@ -497,7 +499,7 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 		lastMu.Unlock()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			got := readCounters(t)[counter] - before[counter]
+			got := guestutil.ReadCounters(t)[counter] - before[counter]
 			if got+window >= tally.get(counter) {
 				return true
 			}
@@ -767,7 +769,7 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 				return
 			case <-tick.C:
 				tally.mu.Lock()
-				t.Logf("progress after %v: sent %v; kecho so far: %v", time.Since(start).Round(time.Second), tally.sent, readCounters(t).sub(before))
+				t.Logf("progress after %v: sent %v; kecho so far: %v", time.Since(start).Round(time.Second), tally.sent, guestutil.ReadCounters(t).Sub(before))
 				tally.mu.Unlock()
 			}
 		}
@@ -782,7 +784,7 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 	for d := time.Now().Add(30 * time.Second); forgedPending() > 0 && time.Now().Before(d); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	got := settled(t, time.Second).sub(before)
+	got := settled(t, time.Second).Sub(before)
 	time.Sleep(500 * time.Millisecond) // late echoes to the sniffer and the silent sockets
 	close(sniffDone)
 	sniffWG.Wait()
@@ -819,7 +821,7 @@ func fuzzPass(t *testing.T, ns *netns, bind string, total int, seed uint64) {
 		if _, err := c.WriteToUDP([]byte("nudge"), &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: echoPort}); err != nil {
 			t.Fatal(err)
 		}
-		after := settled(t, time.Second).sub(before)
+		after := settled(t, time.Second).Sub(before)
 		if n := after["rx_packets"] - got["rx_packets"]; n > 1 {
 			t.Errorf("%d datagrams sat unserved in kecho's socket until one more arrived (counters then: %v)", n-1, after)
 		} else {

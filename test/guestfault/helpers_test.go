@@ -3,27 +3,20 @@
 package guestfault
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
-const (
-	modName  = "kecho"
-	echoPort = 5555
-	sysMod   = "/sys/module/kecho"
-)
+const echoPort = 5555
 
 // guardedPorts are the source ports kecho must never answer, besides its
 // own port.
@@ -37,113 +30,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// run runs a command and returns its combined output.
-func run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
-}
-
-func mustRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := run(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func loaded() bool {
-	_, err := os.Stat(sysMod)
-	return err == nil
-}
-
-// unload removes kecho if it is loaded, waiting for a module that is still
-// going away.
-func unload(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for loaded() {
-		out, err := run("rmmod", modName)
-		if err == nil {
-			continue
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rmmod kecho: %v (%s)", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // load loads kecho with modprobe and the given parameters, after
 // unloading any previous instance; the test's cleanup unloads it.
 func load(t testing.TB, params ...string) {
 	t.Helper()
-	unload(t)
-	mustRun(t, "modprobe", append([]string{modName}, params...)...)
-	t.Cleanup(func() { unload(t) })
-}
-
-func setParam(t testing.TB, name, value string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(sysMod, "parameters", name), []byte(value), 0); err != nil {
-		t.Fatalf("set parameter %s=%s: %v", name, value, err)
-	}
-}
-
-// counters are kecho's stats/ files.
-type counters map[string]uint64
-
-func readCounters(t testing.TB) counters {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(sysMod, "stats"))
-	if err != nil {
-		t.Fatalf("counters: %v", err)
-	}
-	c := counters{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(sysMod, "stats", e.Name()))
-		if err != nil {
-			t.Fatalf("counter %s: %v", e.Name(), err)
-		}
-		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			t.Fatalf("counter %s: %q: %v", e.Name(), b, err)
-		}
-		c[e.Name()] = v
-	}
-	return c
-}
-
-func (c counters) sub(before counters) counters {
-	d := counters{}
-	for k, v := range c {
-		d[k] = v - before[k]
-	}
-	return d
-}
-
-func (c counters) String() string {
-	var b strings.Builder
-	for _, k := range []string{"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drop_loop", "drop_bcast", "drop_ratelimit", "drop_csum", "tx_errors", "rx_errors"} {
-		fmt.Fprintf(&b, "%s=%d ", k, c[k])
-	}
-	return strings.TrimSpace(b.String())
+	guestutil.UnloadWait(t, 30*time.Second)
+	guestutil.MustRun(t, "modprobe", append([]string{guestutil.Module}, params...)...)
+	t.Cleanup(func() { guestutil.UnloadWait(t, 30*time.Second) })
 }
 
 // settled waits until the counters stop moving (the socket is drained).
-func settled(t testing.TB, quiet time.Duration) counters {
+func settled(t testing.TB, quiet time.Duration) guestutil.Counters {
 	t.Helper()
-	prev := readCounters(t)
+	prev := guestutil.ReadCounters(t)
 	stable := time.Now()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		c := readCounters(t)
+		c := guestutil.ReadCounters(t)
 		if c["rx_packets"] != prev["rx_packets"] {
 			prev, stable = c, time.Now()
 			continue
@@ -159,7 +63,7 @@ func settled(t testing.TB, quiet time.Duration) counters {
 // conservation checks the identity documented in dkms/echo.c: once the
 // socket is drained every datagram taken off it is in exactly one of the
 // outcome counters.
-func conservation(t testing.TB, what string, d counters) {
+func conservation(t testing.TB, what string, d guestutil.Counters) {
 	t.Helper()
 	out := d["drop_csum"] + d["drop_loop"] + d["drop_bcast"] + d["drop_ratelimit"] + d["tx_packets"] + d["tx_errors"]
 	if d["rx_packets"] != out {
@@ -196,8 +100,8 @@ func addNS(t testing.TB, name string, idx int) *netns {
 		forged4: net.ParseIP(fmt.Sprintf("10.80.%d.77", idx)).To4(), forged6: net.ParseIP(fmt.Sprintf("fd80:%d::77", idx)),
 	}
 	t.Cleanup(func() {
-		_, _ = run("ip", "link", "del", n.hostIf)
-		_, _ = run("ip", "netns", "del", name)
+		_, _ = guestutil.Run("ip", "link", "del", n.hostIf)
+		_, _ = guestutil.Run("ip", "netns", "del", name)
 	})
 	for _, c := range [][]string{
 		{"netns", "add", name},
@@ -213,15 +117,15 @@ func addNS(t testing.TB, name string, idx int) *netns {
 		{"-n", name, "route", "add", "224.0.0.0/4", "dev", n.peerIf},
 		{"-n", name, "route", "add", "255.255.255.255/32", "dev", n.peerIf},
 	} {
-		mustRun(t, "ip", c...)
+		guestutil.MustRun(t, "ip", c...)
 	}
 	n.hostMAC, n.hostIndex = ifInfo(t, n.hostIf)
-	inNS(t, name, func() error {
+	guestutil.InNetns(t, name, func() error {
 		n.peerMAC, n.peerIndex = ifInfo(t, n.peerIf)
 		return nil
 	})
-	mustRun(t, "ip", "neigh", "replace", n.forged4.String(), "lladdr", n.peerMAC.String(), "dev", n.hostIf, "nud", "permanent")
-	mustRun(t, "ip", "-6", "neigh", "replace", n.forged6.String(), "lladdr", n.peerMAC.String(), "dev", n.hostIf, "nud", "permanent")
+	guestutil.MustRun(t, "ip", "neigh", "replace", n.forged4.String(), "lladdr", n.peerMAC.String(), "dev", n.hostIf, "nud", "permanent")
+	guestutil.MustRun(t, "ip", "-6", "neigh", "replace", n.forged6.String(), "lladdr", n.peerMAC.String(), "dev", n.hostIf, "nud", "permanent")
 	return n
 }
 
@@ -232,33 +136,6 @@ func ifInfo(t testing.TB, name string) (net.HardwareAddr, int) {
 		t.Fatalf("interface %s: %v", name, err)
 	}
 	return ifc.HardwareAddr, ifc.Index
-}
-
-// inNS runs fn on an OS thread that has joined namespace name; the thread
-// is discarded afterwards. Sockets fn makes stay in that namespace and can
-// be used from any goroutine.
-func inNS(t testing.TB, name string, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread exits with the goroutine instead of
-		// going back to the scheduler in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // udpIn opens a UDP socket bound to laddr in namespace ns ("" = root) with
@@ -294,7 +171,7 @@ func udpIn(t testing.TB, ns, network string, laddr *net.UDPAddr, bcast bool) *ne
 			t.Fatal(err)
 		}
 	} else {
-		inNS(t, ns, open)
+		guestutil.InNetns(t, ns, open)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -319,31 +196,6 @@ func udpSocketsInUse(t testing.TB) int {
 		}
 	}
 	return total
-}
-
-// slabTotals returns active objects per slab cache from /proc/slabinfo,
-// after asking SLUB to shrink every cache: that also empties KASAN's
-// quarantine of freed objects, which would otherwise count as active.
-func slabTotals(t testing.TB) map[string]int64 {
-	t.Helper()
-	if shrink, _ := filepath.Glob("/sys/kernel/slab/*/shrink"); len(shrink) > 0 {
-		for _, f := range shrink {
-			_ = os.WriteFile(f, []byte("1"), 0)
-		}
-	}
-	b, err := os.ReadFile("/proc/slabinfo")
-	if err != nil {
-		t.Fatalf("/proc/slabinfo: %v", err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "slabinfo") {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			out[f[0]] = n
-		}
-	}
-	return out
 }
 
 // cpuTicks returns busy and total jiffies from the "cpu" line of /proc/stat.

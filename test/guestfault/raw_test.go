@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // Raw datagrams: hand-built IPv4/IPv6 + UDP packets, fragmented by hand
@@ -186,7 +188,7 @@ type rawLink struct {
 func openRawLink(t testing.TB, ns string, ifindex int) *rawLink {
 	t.Helper()
 	r := &rawLink{ifindex: ifindex}
-	inNS(t, ns, func() error {
+	guestutil.InNetns(t, ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
@@ -263,7 +265,7 @@ type sniffer struct {
 func openSniffer(t testing.TB, ns string, ifindex int) *sniffer {
 	t.Helper()
 	s := &sniffer{out: make(chan sniffed, 1<<16)}
-	inNS(t, ns, func() error {
+	guestutil.InNetns(t, ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET sniffer: %w", err)

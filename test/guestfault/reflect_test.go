@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // userEcho is a user-space UDP echo server in a namespace: another echo
@@ -56,7 +58,7 @@ func TestNoPingPong(t *testing.T) {
 	for _, port := range append(guardedPorts[1:], echoPort) {
 		t.Run(fmt.Sprintf("peer_port_%d", port), func(t *testing.T) {
 			u := startUserEcho(t, ns.name, &net.UDPAddr{IP: ns.peer4, Port: port})
-			before := readCounters(t)
+			before := guestutil.ReadCounters(t)
 			// The other service starts it itself...
 			if _, err := u.c.WriteToUDP([]byte("are you an echo?"), host); err != nil {
 				t.Fatal(err)
@@ -69,7 +71,7 @@ func TestNoPingPong(t *testing.T) {
 				}
 			}
 			time.Sleep(3 * time.Second)
-			d := settled(t, 300*time.Millisecond).sub(before)
+			d := settled(t, 300*time.Millisecond).Sub(before)
 			if n := u.got.Load(); n != 0 {
 				t.Errorf("the echo service on port %d received %d datagrams from kecho in 3s", port, n)
 			}
@@ -98,12 +100,12 @@ func TestLoopEndedByMaxPPS(t *testing.T) {
 	}
 
 	// Uncapped: measure the loop, then break it on the far side.
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	start()
 	time.Sleep(2 * time.Second)
 	uncapped := u.got.Load()
 	u.stop.Store(true)
-	d := settled(t, 500*time.Millisecond).sub(before)
+	d := settled(t, 500*time.Millisecond).Sub(before)
 	t.Logf("FIGURE loop: without max_pps one forged datagram bounced %d times in 2s between kecho and an echo on port 6000 (%.0f/s)", uncapped, float64(uncapped)/2)
 	if uncapped < 10 {
 		t.Errorf("expected a running loop without max_pps (it is what max_pps is for), saw %d exchanges in 2s: was the setup wrong?", uncapped)
@@ -112,17 +114,17 @@ func TestLoopEndedByMaxPPS(t *testing.T) {
 
 	// Capped: the loop dies within one window.
 	const maxPPS = 50
-	setParam(t, "max_pps", fmt.Sprint(maxPPS))
+	guestutil.SetParam(t, "max_pps", fmt.Sprint(maxPPS))
 	u.got.Store(0)
 	u.stop.Store(false)
 	time.Sleep(1100 * time.Millisecond) // a fresh rate window
-	before = readCounters(t)
+	before = guestutil.ReadCounters(t)
 	start()
 	time.Sleep(3 * time.Second)
 	mid := u.got.Load()
 	time.Sleep(2 * time.Second)
 	end := u.got.Load()
-	d = settled(t, 500*time.Millisecond).sub(before)
+	d = settled(t, 500*time.Millisecond).Sub(before)
 	t.Logf("FIGURE loop: with max_pps=%d the same loop stopped after %d exchanges (drop_ratelimit %d)", maxPPS, end, d["drop_ratelimit"])
 	if end > maxPPS {
 		t.Errorf("with max_pps=%d kecho answered the loop %d times", maxPPS, end)
@@ -186,12 +188,12 @@ func TestMaxPPSFlood(t *testing.T) {
 		maxPPS  = 200
 		senders = 4
 	)
-	measure := func(name string) (sent, echoed int64, d counters, busy float64, span time.Duration) {
+	measure := func(name string) (sent, echoed int64, d guestutil.Counters, busy float64, span time.Duration) {
 		b0, t0 := cpuTicks(t)
-		before := readCounters(t)
+		before := guestutil.ReadCounters(t)
 		start := time.Now()
 		sent, echoed = flood(t, ns, senders, rate, dur)
-		d = settled(t, 300*time.Millisecond).sub(before)
+		d = settled(t, 300*time.Millisecond).Sub(before)
 		span = time.Since(start)
 		b1, t1 := cpuTicks(t)
 		busy = float64(b1-b0) / float64(t1-t0)
@@ -210,7 +212,7 @@ func TestMaxPPSFlood(t *testing.T) {
 		t.Errorf("without max_pps none of %d echoes came back", sent0)
 	}
 
-	setParam(t, "max_pps", fmt.Sprint(maxPPS))
+	guestutil.SetParam(t, "max_pps", fmt.Sprint(maxPPS))
 	time.Sleep(1100 * time.Millisecond)
 	sent1, echoed1, d1, busy1, span := measure(fmt.Sprintf("max_pps=%d", maxPPS))
 	// kecho may still be draining its socket after the senders stop (a
@@ -242,13 +244,13 @@ func TestForgedBroadcastSource(t *testing.T) {
 	load(t)
 	raw := openRawLink(t, ns.name, ns.peerIndex)
 	sniff := openSniffer(t, ns.name, ns.peerIndex)
-	before := readCounters(t)
+	before := guestutil.ReadCounters(t)
 	for _, port := range []uint16{6000, 6001, 6002} {
 		if err := raw.send(udpSpec{src: ns.bcast4, dst: ns.host4, sport: port, dport: echoPort, payload: []byte("reflect me to the whole subnet")}, ns.hostMAC, 1500); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d := settled(t, 500*time.Millisecond).sub(before)
+	d := settled(t, 500*time.Millisecond).Sub(before)
 	time.Sleep(time.Second)
 	for len(sniff.out) > 0 {
 		if p := <-sniff.out; p.sport == echoPort {

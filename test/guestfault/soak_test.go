@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kecho-dev/kecho/test/guestutil"
 )
 
 // The soak: kechod runs kecho while several namespaces flood it with a
@@ -136,7 +138,7 @@ func waitHealthy(k *kechodProc, port int, timeout time.Duration) error {
 			return fmt.Errorf("kechod exited: %v", k.err)
 		}
 		s, err := readState()
-		b, perr := os.ReadFile(filepath.Join(sysMod, "parameters", "port"))
+		b, perr := os.ReadFile(filepath.Join(guestutil.SysModule, "parameters", "port"))
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -296,8 +298,8 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("%s is missing: the soak runs from test/fault, which installs it", kechodBin)
 	}
 	dur := soakDuration(t)
-	unload(t)
-	t.Cleanup(func() { unload(t) })
+	guestutil.UnloadWait(t, 30*time.Second)
+	t.Cleanup(func() { guestutil.UnloadWait(t, 30*time.Second) })
 	var nss []*netns
 	for i := 0; i < 3; i++ {
 		nss = append(nss, addNS(t, fmt.Sprintf("sk%d", i), 11+i))
@@ -337,7 +339,7 @@ func TestSoak(t *testing.T) {
 	// Baseline, with kechod healthy and nothing else running.
 	time.Sleep(2 * time.Second)
 	sock0 := udpSocketsInUse(t)
-	slab0 := slabTotals(t)
+	slab0 := guestutil.SlabObjects(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var fl []*soakFlooder
@@ -389,7 +391,7 @@ func TestSoak(t *testing.T) {
 			k = startKechod(t, cfg, log)
 			err = waitHealthy(k, port, 60*time.Second)
 		case 3: // rmmod behind kechod's back
-			_, rerr := run("rmmod", modName)
+			_, rerr := guestutil.Run("rmmod", guestutil.Module)
 			if rerr != nil {
 				err = rerr
 				break
@@ -459,8 +461,8 @@ func TestSoak(t *testing.T) {
 	if sock1 > sock0+1 {
 		t.Errorf("UDP sockets in use: %d before the soak, %d after", sock0, sock1)
 	}
-	slab1 := slabTotals(t)
-	const tol = 256 // slabTotals has shrunk the caches (and KASAN's quarantine)
+	slab1 := guestutil.SlabObjects(t)
+	const tol = 256 // SlabObjects has shrunk the caches (and KASAN's quarantine)
 	for _, c := range []string{"skbuff_head_cache", "skbuff_fclone_cache", "UDP", "UDPv6", "sock_inode_cache", "kmalloc-64k", "kmalloc-8k", "kmalloc-4k", "kmalloc-2k", "kmalloc-1k", "kmalloc-512"} {
 		if d := slab1[c] - slab0[c]; d > tol {
 			t.Errorf("slab %s: %d active objects before the soak, %d after (+%d)", c, slab0[c], slab1[c], d)
