@@ -10,19 +10,7 @@
  * On SIGTERM or SIGINT it prints one JSON line with what it handled and
  * exits 0.
  */
-#include "common.h"
-
-#include <netinet/in.h>
-#include <signal.h>
-#include <unistd.h>
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
+#include "server.h"
 
 int main(int argc, char **argv)
 {
@@ -30,29 +18,10 @@ int main(int argc, char **argv)
 	struct sockaddr_in peers[BENCH_BATCH];
 	struct mmsghdr msgs[BENCH_BATCH];
 	struct iovec iov[BENCH_BATCH];
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t rx = 0, tx = 0, rx_bytes = 0, calls = 0, tx_err = 0;
-	int port = 5556, opt, fd, i;
+	int fd, i;
 
-	while ((opt = getopt(argc, argv, "p:")) != -1) {
-		if (opt != 'p') {
-			fprintf(stderr, "usage: cecho -p PORT\n");
-			return 2;
-		}
-		port = (int)num_arg(optarg, "-p");
-	}
-	/* No SA_RESTART: a signal ends the blocking recvmmsg(). */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket");
-	set_bufs(fd);
-	addr.sin_port = htons(port);
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)))
-		die("bind");
+	fd = server_socket(argc, argv, "cecho", 5556);
 
 	for (i = 0; i < BENCH_BATCH; i++) {
 		iov[i].iov_base = bufs[i];

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Shared helpers of the benchmark's C programs (echo server, sink, load
- * generator): clocks, socket set-up, command-line numbers.
+ * generator): clocks, socket buffers, command-line numbers.
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H

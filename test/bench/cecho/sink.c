@@ -10,47 +10,17 @@
  * received, and the monotonic times of the first and the last one (ns),
  * and exits 0.
  */
-#include "common.h"
-
-#include <netinet/in.h>
-#include <signal.h>
-#include <unistd.h>
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
+#include "server.h"
 
 int main(int argc, char **argv)
 {
 	static char bufs[BENCH_BATCH][BENCH_MAX_PAYLOAD];
 	struct mmsghdr msgs[BENCH_BATCH];
 	struct iovec iov[BENCH_BATCH];
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t rx = 0, rx_bytes = 0, first = 0, last = 0, calls = 0;
-	int port = 5558, opt, fd, i;
+	int fd, i;
 
-	while ((opt = getopt(argc, argv, "p:")) != -1) {
-		if (opt != 'p') {
-			fprintf(stderr, "usage: sink -p PORT\n");
-			return 2;
-		}
-		port = (int)num_arg(optarg, "-p");
-	}
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket");
-	set_bufs(fd);
-	addr.sin_port = htons(port);
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)))
-		die("bind");
+	fd = server_socket(argc, argv, "sink", 5558);
 
 	memset(msgs, 0, sizeof(msgs));
 	for (i = 0; i < BENCH_BATCH; i++) {
