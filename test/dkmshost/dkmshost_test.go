@@ -14,9 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kecho-dev/kecho/test/vm"
-	"time"
 )
 
 // repoRoot is the directory holding go.mod.
@@ -29,14 +29,10 @@ func repoRoot(t testing.TB) string {
 	return dir
 }
 
-// unmet skips the test, or fails it under KECHO_REQUIRE_VM=1.
+// unmet is vm.Unmet with a format.
 func unmet(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("KECHO_REQUIRE_VM") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	vm.Unmet(t, fmt.Sprintf(format, args...))
 }
 
 // dkmsConf reads dkms.conf's simple KEY="value" assignments.

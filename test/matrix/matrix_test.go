@@ -21,8 +21,7 @@ import (
 // KECHO_MATRIX_ONLY=6.12,7.3 limits it to some series (or series/suite),
 // KECHO_MATRIX_NO_BOOT=1 only builds.
 func TestMatrix(t *testing.T) {
-	required := os.Getenv("KECHO_REQUIRE_VM") == "1"
-	if testing.Short() && !required {
+	if testing.Short() && !vm.Required() {
 		t.Skip("downloads kernel packages, makes build chroots and boots VMs; run without -short as root, or `make matrix` / `make test`")
 	}
 	noBoot := os.Getenv("KECHO_MATRIX_NO_BOOT") == "1"
@@ -34,10 +33,7 @@ func TestMatrix(t *testing.T) {
 	}
 	if miss != "" {
 		msg := "kernel matrix needs " + miss + "; run as root after `make deps` (`make test` or `make matrix`)"
-		if required {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		vm.Unmet(t, msg)
 	}
 	var only []string
 	for _, s := range strings.Split(os.Getenv("KECHO_MATRIX_ONLY"), ",") {

@@ -56,12 +56,19 @@ func Missing() string {
 func Require(t testing.TB) {
 	t.Helper()
 	if miss := Missing(); miss != "" {
-		msg := "VM test needs " + miss + "; run `make test` as root on Debian 12 (it installs qemu-system-x86, busybox-static, kmod, iproute2, linux-image-amd64, linux-headers-amd64 via test/deps.sh)"
-		if Required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		Unmet(t, "VM test needs "+miss+"; run `make test` as root on Debian 12 (it installs qemu-system-x86, busybox-static, kmod, iproute2, linux-image-amd64, linux-headers-amd64 via test/deps.sh)")
 	}
+}
+
+// Unmet skips the test with msg, which says what is missing and how to
+// get it, or fails it with msg under KECHO_REQUIRE_VM=1, where every
+// prerequisite must be there.
+func Unmet(t testing.TB, msg string) {
+	t.Helper()
+	if Required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 // RunTest is Run for Go tests: it checks the prerequisites (Require),
