@@ -49,6 +49,8 @@ var Variants = []Variant{
 		Edits: []Edit{{"filter.c", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n", "ipv4_is_lbcast(saddr))\n\t\treturn true;\n\tif (1)\n\t\treturn false;\n"}}},
 	{Name: "reply-skb", Desc: "IPv4 echo in the received skb itself (headers rebuilt, routed, ip_local_out()): no new skb, no payload copy, no udp_sendmsg(); kernel_sendmsg() otherwise",
 		Edits: replySkb},
+	{Name: "reply-skb-unbound", Desc: "reply-skb on a WQ_UNBOUND workqueue (the drain may run on a CPU other than the one whose softirq queued it)",
+		Edits: append(append([]Edit{}, replySkb...), unboundEdits...)},
 }
 
 // The edits of the variants that are also combined.
