@@ -51,6 +51,21 @@ var Variants = []Variant{
 		Edits: replySkb},
 	{Name: "reply-skb-unbound", Desc: "reply-skb on a WQ_UNBOUND workqueue (the drain may run on a CPU other than the one whose softirq queued it)",
 		Edits: append(append([]Edit{}, replySkb...), unboundEdits...)},
+	{Name: "wq-spill", Desc: "per-CPU workqueue; a drain that used up its budget requeues itself on the next online CPU (a backlog moves off the CPU that queued it)",
+		Edits: spillEdits},
+}
+
+// spillEdits requeue an exhausted drain on the next online CPU instead of
+// the current one. The work item is non-reentrant, so while the backlog
+// lasts the data-ready callback's queue_work() finds it running there and
+// queues it there; once the socket is empty it is local again.
+var spillEdits = []Edit{
+	{"echo.c", "#include <linux/sched.h>\n", "#include <linux/cpumask.h>\n#include <linux/sched.h>\n"},
+	{"echo.c", "/*\n * kecho_work - drain the socket.",
+		"static int kecho_spill_cpu(void)\n{\n\tint cpu = cpumask_next(raw_smp_processor_id(), cpu_online_mask);\n\n" +
+			"\tif (cpu >= nr_cpu_ids)\n\t\tcpu = cpumask_first(cpu_online_mask);\n\treturn cpu;\n}\n\n" +
+			"/*\n * kecho_work - drain the socket."},
+	{"echo.c", "\t\tqueue_work(srv->wq, &srv->work);", "\t\tqueue_work_on(kecho_spill_cpu(), srv->wq, &srv->work);"},
 }
 
 // The edits of the variants that are also combined.
