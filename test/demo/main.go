@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -51,7 +50,7 @@ func run(verbose, withKechod bool) error {
 		Programs:       map[string]string{"/usr/bin/udpecho": "./test/demo/udpecho"},
 		ProgramLdflags: "-X github.com/kecho-dev/kecho/internal/version.Version=" + version,
 		Timeout:        5 * time.Minute,
-		Output:         &transcript{w: os.Stdout},
+		Output:         transcript(os.Stdout),
 	}
 	steps := moduleSteps
 	if withKechod {
@@ -114,27 +113,14 @@ func rel(base, p string) string {
 	return p
 }
 
-// transcript prints the guest's script output, without the harness's
-// framing lines.
-type transcript struct {
-	w   io.Writer
-	buf []byte
-}
-
-func (t *transcript) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	for {
-		i := bytes.IndexByte(t.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := strings.TrimRight(string(t.buf[:i]), "\r")
-		t.buf = t.buf[i+1:]
+// transcript prints the guest's script output to w, without the
+// harness's framing lines.
+func transcript(w io.Writer) *vm.LineWriter {
+	return &vm.LineWriter{Line: func(line string) error {
 		if strings.HasPrefix(line, "KECHO-VM: ") {
-			continue
+			return nil
 		}
-		if _, err := fmt.Fprintln(t.w, line); err != nil {
-			return 0, err
-		}
-	}
+		_, err := fmt.Fprintln(w, line)
+		return err
+	}}
 }

@@ -40,7 +40,7 @@ func TestScript(t *testing.T) {
 
 func TestTranscriptDropsFraming(t *testing.T) {
 	var b strings.Builder
-	tr := &transcript{w: &b}
+	tr := transcript(&b)
 	tr.Write([]byte("KECHO-VM: begin 6.1\r\nhello\r\nKECHO-VM: script-exit 0\nwor"))
 	tr.Write([]byte("ld\nKECHO-VM: done\n"))
 	if b.String() != "hello\nworld\n" {

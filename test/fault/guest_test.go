@@ -38,7 +38,7 @@ func guestSpec(t *testing.T, packages []string, tags []string) vm.Spec {
 		spec.RunArgs = []string{"-test.run", f}
 	}
 	if testing.Verbose() {
-		spec.Output = &linePrefixer{w: os.Stdout, prefix: "guest| "}
+		spec.Output = &vm.PrefixWriter{W: os.Stdout, Prefix: "guest| "}
 	}
 	return spec
 }
@@ -62,32 +62,4 @@ func TestFaultInGuest(t *testing.T) {
 	}
 	res := vm.RunTest(t, guestSpec(t, []string{"./test/guestfault"}, nil))
 	logFigures(t, res)
-}
-
-// linePrefixer prefixes each line of the live guest output.
-type linePrefixer struct {
-	w      *os.File
-	prefix string
-	mid    bool
-}
-
-func (p *linePrefixer) Write(b []byte) (int, error) {
-	var out []byte
-	for _, c := range b {
-		if c == '\r' || c == 0x16 {
-			continue
-		}
-		if !p.mid {
-			out = append(out, p.prefix...)
-			p.mid = true
-		}
-		out = append(out, c)
-		if c == '\n' {
-			p.mid = false
-		}
-	}
-	if _, err := p.w.Write(out); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }

@@ -35,7 +35,7 @@ func TestDaemonInGuest(t *testing.T) {
 		spec.RunArgs = []string{"-test.run", f}
 	}
 	if testing.Verbose() {
-		spec.Output = &prefixWriter{w: os.Stdout, prefix: "guest| "}
+		spec.Output = &PrefixWriter{W: os.Stdout, Prefix: "guest| "}
 	}
 	res := RunTest(t, spec)
 	if res.ModuleStub {

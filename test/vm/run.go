@@ -475,7 +475,12 @@ func boot(ctx context.Context, spec Spec, k Kernel, initrd string, res *Result) 
 	var guest bytes.Buffer
 	doneSeen := make(chan struct{})
 	var once sync.Once
-	lw := &lineWatcher{match: markDone, found: func() { once.Do(func() { close(doneSeen) }) }}
+	lw := &LineWriter{Line: func(line string) error {
+		if strings.HasPrefix(strings.TrimLeft(line, "\r"), markDone) {
+			once.Do(func() { close(doneSeen) })
+		}
+		return nil
+	}}
 	outs := []io.Writer{&guest, lw}
 	if spec.Output != nil {
 		outs = append(outs, spec.Output)
@@ -549,28 +554,6 @@ func boot(ctx context.Context, spec Spec, k Kernel, initrd string, res *Result) 
 // doneGrace is how long boot waits for qemu to exit after the guest
 // reported the end of /init.
 var doneGrace = 5 * time.Second
-
-// lineWatcher calls found once a line starting with match was written.
-type lineWatcher struct {
-	match string
-	found func()
-	buf   []byte
-}
-
-func (w *lineWatcher) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		if bytes.HasPrefix(bytes.TrimLeft(w.buf[:i], "\r"), []byte(w.match)) {
-			w.found()
-		}
-		w.buf = w.buf[i+1:]
-	}
-	return len(p), nil
-}
 
 // fileTailer copies a growing file to w until stopped.
 type fileTailer struct {

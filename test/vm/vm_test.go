@@ -27,44 +27,12 @@ func TestModuleInGuest(t *testing.T) {
 		spec.RunArgs = []string{"-test.run", f}
 	}
 	if testing.Verbose() {
-		spec.Output = &prefixWriter{w: os.Stdout, prefix: "guest| "}
+		spec.Output = &PrefixWriter{W: os.Stdout, Prefix: "guest| "}
 	}
 	res := RunTest(t, spec)
 	if res.ModuleStub {
 		t.Error("the guest tests ran against the test stand-in module (dkms/dkms.conf is missing); they cannot pass")
 	}
-}
-
-// prefixWriter prefixes each line, so the live guest output is told
-// apart from the host's.
-type prefixWriter struct {
-	w      *os.File
-	prefix string
-	mid    bool
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	var out []byte
-	for _, c := range b {
-		if c == '\r' {
-			continue
-		}
-		if !p.mid {
-			out = append(out, p.prefix...)
-			p.mid = true
-		}
-		if c == 0x16 {
-			continue
-		}
-		out = append(out, c)
-		if c == '\n' {
-			p.mid = false
-		}
-	}
-	if _, err := p.w.Write(out); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }
 
 // TestHarnessCatchesKernelCrash proves on a real kernel that the harness

@@ -181,7 +181,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*report.Results, s
 		LogDir:         filepath.Join(dir, "vm"),
 	}
 	if !o.Quiet && progress != nil {
-		spec.Output = &lineFilter{w: progress, drop: ResultPrefix, prefix: "guest| "}
+		spec.Output = lineFilter(progress, ResultPrefix, "guest| ")
 	}
 	load0 := hostLoad()
 	slog.Info("booting the benchmark VM", "kernel", k.Release, "estimate", est.Round(time.Second), "host_load", load0, "results", dir)
@@ -291,31 +291,15 @@ func buildVariants(ctx context.Context, r vm.Runner, k vm.Kernel, src, version, 
 }
 
 // lineFilter copies whole lines to w with a prefix, except those that
-// contain drop.
-type lineFilter struct {
-	w      io.Writer
-	drop   string
-	prefix string
-	buf    []byte
-}
-
-func (f *lineFilter) Write(p []byte) (int, error) {
-	f.buf = append(f.buf, p...)
-	for {
-		i := bytes.IndexByte(f.buf, '\n')
-		if i < 0 {
-			break
+// contain drop, and without control characters other than tabs.
+func lineFilter(w io.Writer, drop, prefix string) *vm.LineWriter {
+	return &vm.LineWriter{Line: func(line string) error {
+		if drop != "" && strings.Contains(line, drop) {
+			return nil
 		}
-		line := strings.TrimRight(string(f.buf[:i]), "\r")
-		f.buf = f.buf[i+1:]
-		if f.drop != "" && strings.Contains(line, f.drop) {
-			continue
-		}
-		if _, err := fmt.Fprintf(f.w, "%s%s\n", f.prefix, strings.Map(dropControl, line)); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+		_, err := fmt.Fprintf(w, "%s%s\n", prefix, strings.Map(dropControl, line))
+		return err
+	}}
 }
 
 func dropControl(r rune) rune {

@@ -161,7 +161,7 @@ func TestVariantsApply(t *testing.T) {
 
 func TestLineFilter(t *testing.T) {
 	var b strings.Builder
-	f := &lineFilter{w: &b, drop: ResultPrefix, prefix: "g| "}
+	f := lineFilter(&b, ResultPrefix, "g| ")
 	_, _ = f.Write([]byte("one\r\n" + ResultPrefix + "{}\ntw"))
 	_, _ = f.Write([]byte("o\x16\n"))
 	if got := b.String(); got != "g| one\ng| two\n" {
