@@ -1,13 +1,11 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/kecho-dev/kecho/internal/daemon"
 	"github.com/kecho-dev/kecho/internal/kmod/kmodtest"
 	"github.com/kecho-dev/kecho/internal/logging"
+	"github.com/kecho-dev/kecho/internal/notify/notifytest"
 )
 
 // BenchmarkLoop runs the whole service loop (daemon.Run with the real
@@ -35,46 +34,13 @@ func BenchmarkLoop(b *testing.B) {
 }
 
 func benchLoop(b *testing.B, interval time.Duration) {
-	echo, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := echo.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			echo.WriteTo(buf[:n], from)
-		}
-	}()
-	sockDir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "notify")
-	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	echo := kmodtest.Echo(b)
 	probes := make(chan struct{}, 1024)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nc.Read(buf)
-			if err != nil {
-				return
-			}
-			if strings.HasSuffix(string(buf[:n]), " probes ok") {
-				probes <- struct{}{}
-			}
+	notifytest.Serve(b, func(msg []byte) {
+		if bytes.HasSuffix(msg, []byte(" probes ok")) {
+			probes <- struct{}{}
 		}
-	}()
-	b.Setenv("NOTIFY_SOCKET", sock)
+	})
 	b.Setenv("WATCHDOG_USEC", "30000000")
 	b.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 	stateDir, err := os.MkdirTemp("/dev/shm", "kechod-bench")
@@ -85,7 +51,7 @@ func benchLoop(b *testing.B, interval time.Duration) {
 	}
 
 	c := config.Defaults()
-	c.Module.Port = echo.LocalAddr().(*net.UDPAddr).Port
+	c.Module.Port = echo.Port
 	c.Module.BindAddress = "127.0.0.1"
 	c.Health.Interval = interval
 	// A timeout shorter than the interval, as by default (1 s, 5 s): a

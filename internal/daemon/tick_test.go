@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/kecho-dev/kecho/internal/logging"
 	"github.com/kecho-dev/kecho/internal/metrics"
 	"github.com/kecho-dev/kecho/internal/notify"
+	"github.com/kecho-dev/kecho/internal/notify/notifytest"
 	"github.com/kecho-dev/kecho/internal/state"
 )
 
@@ -38,44 +37,11 @@ func (c *stepClock) NewTicker(d time.Duration) Ticker { return RealClock.NewTick
 
 func newTickRig(tb testing.TB, stateDir string, interval time.Duration) *tickRig {
 	tb.Helper()
-	echo, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { echo.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := echo.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			echo.WriteTo(buf[:n], from)
-		}
-	}()
-	notifyDir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(notifyDir) })
-	sock := filepath.Join(notifyDir, "notify")
-	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { nc.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := nc.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	tb.Setenv("NOTIFY_SOCKET", sock)
+	echo := kmodtest.Echo(tb)
+	notifytest.Serve(tb, func([]byte) {})
 
 	c := config.Defaults()
-	c.Module.Port = echo.LocalAddr().(*net.UDPAddr).Port
+	c.Module.Port = echo.Port
 	c.Module.BindAddress = "127.0.0.1"
 	c.Health.Interval = interval
 	c.Health.Timeout = time.Second

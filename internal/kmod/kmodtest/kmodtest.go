@@ -3,7 +3,8 @@
 // accepts exactly the expected commands, and Kernel, a Runner that behaves
 // like modprobe on a kernel with the kecho module — it writes
 // /sys/module/<name>/{initstate,parameters,stats} under a temporary root and
-// serves UDP echo on the loaded port from a goroutine.
+// serves UDP echo on the loaded port from a goroutine; and Echo, a plain UDP
+// echo on loopback for tests where the module is already running.
 package kmodtest
 
 import (
@@ -341,4 +342,27 @@ func parseParams(args []string) (kmod.Params, error) {
 		}
 	}
 	return p, nil
+}
+
+// Echo serves UDP echo on 127.0.0.1 at a free port from a goroutine until
+// the test ends, standing in for a kecho that is already running (written
+// with WriteModule); it returns the address.
+func Echo(t testing.TB) *net.UDPAddr {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			conn.WriteTo(buf[:n], from)
+		}
+	}()
+	return conn.LocalAddr().(*net.UDPAddr)
 }

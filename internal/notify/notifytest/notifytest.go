@@ -24,12 +24,7 @@ type Listener struct {
 // sun_path) and, when setEnv, sets NOTIFY_SOCKET to it for the test.
 func Listen(t testing.TB, setEnv bool) *Listener {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	l, err := ListenAt(filepath.Join(dir, "notify"))
+	l, err := ListenAt(socketPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +33,43 @@ func Listen(t testing.TB, setEnv bool) *Listener {
 		t.Setenv("NOTIFY_SOCKET", l.Path)
 	}
 	return l
+}
+
+// Serve opens a socket like Listen, sets NOTIFY_SOCKET to it for the test
+// and hands every message to fn from its reader goroutine, with nothing
+// buffered in between: for benchmarks, where draining what the daemon sends
+// must cost as little as it can.
+func Serve(t testing.TB, fn func(msg []byte)) {
+	t.Helper()
+	path := socketPath(t)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			fn(buf[:n])
+		}
+	}()
+	t.Setenv("NOTIFY_SOCKET", path)
+}
+
+// socketPath is "notify" in a fresh temporary directory (short enough for
+// sun_path) that is removed when the test ends.
+func socketPath(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sdn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "notify")
 }
 
 // ListenAt opens a socket at path. Close it when done.
