@@ -154,7 +154,7 @@ func CopyModuleTree(src, dst string) error {
 		target := filepath.Join(dst, rel)
 		switch {
 		case d.IsDir():
-			if p != src && (d.Name() == ".tmp_versions" || d.Name() == ".compat") {
+			if p != src && isBuildOutput(d.Name()) {
 				return filepath.SkipDir
 			}
 			return os.MkdirAll(target, 0o755)
@@ -186,16 +186,15 @@ func CopyModuleTree(src, dst string) error {
 // generates (and a copy must not inherit from an earlier build for another
 // kernel).
 func isBuildOutput(name string) bool {
-	switch name {
-	case "Module.symvers", "modules.order", "compat_gen.h", ".compat":
-		return true
+	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "compat_gen.h") {
+		return true // kbuild's .cmd files, .tmp_versions, the probes' .compat
 	}
-	for _, suf := range []string{".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".dwo"} {
+	for _, suf := range []string{".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".dwo", ".symvers", ".order", ".tmp"} {
 		if strings.HasSuffix(name, suf) {
 			return true
 		}
 	}
-	return strings.HasPrefix(name, "compat_gen.h.tmp")
+	return false
 }
 
 func goTool() string {
@@ -283,7 +282,7 @@ func moduleCacheKey(k Kernel, src, version string) (string, error) {
 			return err
 		}
 		if d.IsDir() {
-			if p != src && (d.Name() == ".tmp_versions" || d.Name() == ".compat") {
+			if p != src && isBuildOutput(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil

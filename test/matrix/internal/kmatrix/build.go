@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kecho-dev/kecho/test/vm"
 )
 
 // Env is where a module is built: on the host or in a chroot, with a
@@ -111,7 +113,7 @@ func build(ctx context.Context, r Runner, env Env, t *Tree, src, work, version s
 	if err := os.RemoveAll(work); err != nil {
 		return fail(err)
 	}
-	if err := CopyTree(src, work); err != nil {
+	if err := vm.CopyModuleTree(src, work); err != nil {
 		return fail(fmt.Errorf("copying the module tree: %w", err))
 	}
 	cc := t.K.Compiler

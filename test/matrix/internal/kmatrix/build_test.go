@@ -51,33 +51,6 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
-func TestCopyTreeLeavesOutBuildOutputs(t *testing.T) {
-	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "w")
-	for _, f := range []string{"Makefile", "Kbuild", "main.c", "kecho.h", "dkms.conf", "compat/gen.sh", "compat/base.c",
-		"main.o", "kecho.ko", "kecho.mod", "kecho.mod.c", ".main.o.cmd", "Module.symvers", "modules.order", "compat_gen.h", ".compat/x", "compat/base.o"} {
-		os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755)
-		os.WriteFile(filepath.Join(src, f), []byte(f), 0o644)
-	}
-	os.Chmod(filepath.Join(src, "compat/gen.sh"), 0o755)
-	if err := CopyTree(src, dst); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	filepath.Walk(dst, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			r, _ := filepath.Rel(dst, p)
-			got = append(got, r)
-		}
-		return nil
-	})
-	if want := "Kbuild Makefile compat/base.c compat/gen.sh dkms.conf kecho.h main.c"; strings.Join(got, " ") != want {
-		t.Errorf("copied %q, want %q", got, want)
-	}
-	if st, err := os.Stat(filepath.Join(dst, "compat/gen.sh")); err != nil || st.Mode().Perm() != 0o755 {
-		t.Errorf("gen.sh mode lost: %v %v", st, err)
-	}
-}
-
 // testTree is an extracted kernel with a .config, for release rel.
 func testTree(t *testing.T, rel, cc string) *Tree {
 	root := t.TempDir()
