@@ -117,31 +117,10 @@ func footprintRun(f *report.Footprint, interval, timeout, period time.Duration) 
 		_ = stop()
 		return fmt.Errorf("no READY=1 within 60s: %s", lastLines(stderr.String(), 5))
 	}
-	pid := cmd.Process.Pid
-	cpu0, err := procCPU(pid)
-	if err != nil {
+	if err := sample(cmd.Process.Pid, period, f); err != nil {
 		_ = stop()
-		return err
+		return fmt.Errorf("kechod: %w: %s", err, lastLines(stderr.String(), 5))
 	}
-	t0 := time.Now()
-	for time.Since(t0) < period {
-		time.Sleep(min(time.Second, period-time.Since(t0)))
-		rss, hwm, err := procRSS(pid)
-		if err != nil {
-			_ = stop()
-			return fmt.Errorf("kechod gone during the footprint: %w: %s", err, lastLines(stderr.String(), 5))
-		}
-		f.RSSKiB = rss
-		f.MaxRSSKiB = max(f.MaxRSSKiB, rss, hwm)
-	}
-	cpu1, err := procCPU(pid)
-	elapsed := time.Since(t0)
-	if err != nil {
-		_ = stop()
-		return err
-	}
-	f.Period = elapsed
-	f.CPUNS = cpu1 - cpu0
 	mu.Lock()
 	f.LastStatus = lastStatus
 	mu.Unlock()
@@ -149,6 +128,33 @@ func footprintRun(f *report.Footprint, interval, timeout, period time.Duration) 
 	if err := stop(); err != nil {
 		return fmt.Errorf("kechod stop: %w: %s", err, lastLines(stderr.String(), 5))
 	}
+	return nil
+}
+
+// sample measures pid over period into f: its resident memory once a
+// second (the last figure, and the highest including VmHWM), its CPU time
+// over the period, and the period as it was.
+func sample(pid int, period time.Duration, f *report.Footprint) error {
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for time.Since(t0) < period {
+		time.Sleep(min(time.Second, period-time.Since(t0)))
+		rss, hwm, err := procRSS(pid)
+		if err != nil {
+			return fmt.Errorf("gone during the footprint: %w", err)
+		}
+		f.RSSKiB = rss
+		f.MaxRSSKiB = max(f.MaxRSSKiB, rss, hwm)
+	}
+	cpu1, err := procCPU(pid)
+	f.Period = time.Since(t0)
+	if err != nil {
+		return err
+	}
+	f.CPUNS = cpu1 - cpu0
 	return nil
 }
 
@@ -241,29 +247,12 @@ func controlFootprint(interval, period time.Duration) report.Footprint {
 			return err
 		}
 		f.Ready = time.Since(start)
-		pid := cmd.Process.Pid
-		cpu0, err := procCPU(pid)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		for time.Since(t0) < period {
-			time.Sleep(min(time.Second, period-time.Since(t0)))
-			rss, hwm, err := procRSS(pid)
-			if err != nil {
-				return err
-			}
-			f.RSSKiB = rss
-			f.MaxRSSKiB = max(f.MaxRSSKiB, rss, hwm)
-		}
-		cpu1, err := procCPU(pid)
-		f.Period = time.Since(t0)
+		err := sample(cmd.Process.Pid, period, &f)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if err != nil {
 			return err
 		}
-		f.CPUNS = cpu1 - cpu0
 		f.LastStatus = "minimal Go prober: " + strings.TrimSpace(out.String())
 		return nil
 	}()
