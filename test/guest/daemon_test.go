@@ -10,7 +10,6 @@
 package guest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,30 +57,12 @@ log:
   level: debug
 `
 
-// lockedBuffer is kechod's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // kechodRun is a `kechod run` under a notification socket.
 type kechodRun struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	n      *notifytest.Listener
-	stderr *lockedBuffer
+	stderr *guestutil.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -98,7 +78,7 @@ func startKechod(t *testing.T, cfg string) *kechodRun {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	k := &kechodRun{t: t, n: n, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	k := &kechodRun{t: t, n: n, stderr: &guestutil.SyncBuffer{}, done: make(chan struct{})}
 	k.cmd = exec.Command(kechodBin, "run", "--config", cfg)
 	k.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+n.Path, "WATCHDOG_USEC=4000000")
 	k.cmd.Stderr = k.stderr

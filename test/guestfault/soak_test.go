@@ -67,28 +67,7 @@ type kechodProc struct {
 	err  error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 4<<20 {
-		s.b.Reset()
-		s.b.WriteString("[earlier output dropped]\n")
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startKechod(t *testing.T, cfg string, log *syncBuffer) *kechodProc {
+func startKechod(t *testing.T, cfg string, log *guestutil.SyncBuffer) *kechodProc {
 	t.Helper()
 	k := &kechodProc{cmd: exec.Command(kechodBin, "run", "--config", cfg), done: make(chan struct{})}
 	k.cmd.Stderr = log
@@ -321,7 +300,7 @@ func TestSoak(t *testing.T) {
 	var current atomic.Int64
 	current.Store(int64(port))
 	writeCfg(port)
-	log := &syncBuffer{}
+	log := &guestutil.SyncBuffer{Max: 4 << 20}
 	k := startKechod(t, cfg, log)
 	t.Cleanup(func() {
 		if k.alive() {

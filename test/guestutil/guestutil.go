@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +228,31 @@ func SlabObjects(t testing.TB) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// SyncBuffer collects a process's output for a test, safe for the
+// process's writers and the test's readers at once. With Max set, it
+// starts over (saying so) once it holds more than Max bytes, so that a
+// long soak keeps only its recent output.
+type SyncBuffer struct {
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Max > 0 && s.b.Len() > s.Max {
+		s.b.Reset()
+		s.b.WriteString("[earlier output dropped]\n")
+	}
+	return s.b.Write(p)
+}
+
+// String returns what was written (since the last start-over).
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
